@@ -1,0 +1,1 @@
+"""Backbone f, label-cleaning network g and classifier h of Veit et al. (CVPR 2017)."""

@@ -1,0 +1,52 @@
+"""The command line: version, fast help without torch, and bad input as one line with exit 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from openimages_pipe import __version__
+from openimages_pipe.cli import app
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"oi-pipe {__version__}"
+
+
+def test_help_lists_only_working_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("inspect", "world", "demo"):
+        assert command in result.output
+    assert "train" not in result.output.split("Commands")[-1]
+
+
+def test_cli_does_not_import_torch() -> None:
+    heavy = "('torch', 'torchvision', 'polars', 'aiohttp', 'PIL')"
+    code = f"import sys, openimages_pipe.cli; print(sorted(set(sys.modules) & set({heavy})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_bad_csv_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "labels.csv"
+    bad.write_text("ImageID,Source,LabelName,Confidence\n000002b66c9c498e,machine,/m/01,7\n")
+    result = runner.invoke(app, ["inspect", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:2:" in result.output and "'7'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_inspect_reports_kind_and_rows(tmp_path: Path) -> None:
+    good = tmp_path / "labels.csv"
+    good.write_text("ImageID,Source,LabelName,Confidence\n000002b66c9c498e,human,/m/01,1\n")
+    result = runner.invoke(app, ["inspect", str(good)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "human_labels" in result.output and "v1" in result.output
