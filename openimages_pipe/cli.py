@@ -94,7 +94,7 @@ def world_make_cmd(
 ) -> None:
     """Write a small, realistic Open Images world in the official formats.
 
-    Procedurally drawn images whose labels a small CNN can learn (20 real V1 classes in a
+    Procedurally drawn images whose labels a small CNN can learn (23 real V1 classes in a
     hierarchy), Flickr-shaped URLs with real sizes and MD5s, machine labels with a real
     classifier's noise (about 26.6% false positives) and human verifications of the validation set.
     """

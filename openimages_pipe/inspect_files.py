@@ -36,11 +36,12 @@ def inspect_files(cfg: InspectConfig) -> list[FileReport]:
     return reports
 
 
-def report_table(reports: list[FileReport]) -> Table:
+def report_table(reports: list[FileReport], root: Path | None = None) -> Table:
+    """One row per file; paths shown relative to `root` when given."""
     table = Table("file", "kind", "header", "releases", "rows")
     for r in reports:
         table.add_row(
-            str(r.info.path),
+            str(r.info.path.relative_to(root) if root else r.info.path),
             r.info.kind.value,
             "yes" if r.info.has_header else "no",
             ", ".join(r.info.releases) or "none matches exactly",
