@@ -83,7 +83,8 @@ def run(cfg: DemoConfig) -> dict:
     console.rule(f"1. world make: {root} ({time.perf_counter() - started:.1f} s)")
     console.print(world_make.describe(summary))
 
-    csvs = sorted((root / "data").rglob("*.csv"))
+    data = world_layout.WorldPaths(root).data
+    csvs = sorted(data.rglob("*.csv"))
     image_csvs = [p for p in csvs if reader.inspect_csv(p).kind is reader.FileKind.IMAGES]
     urls = reader.scan(image_csvs, "images").collect()["original_url"].to_list()
     serve = world_server.ServeConfig(world=root, faults=cfg.faults)
@@ -96,7 +97,7 @@ def run(cfg: DemoConfig) -> dict:
 
     console.rule("3. reader: every CSV of the world, recognised and validated")
     reports = inspect_files.inspect_files(inspect_files.InspectConfig(tuple(csvs)))
-    console.print(inspect_files.report_table(reports, root / "data"))
+    console.print(inspect_files.report_table(reports, data))
     rows = {r.info.path.relative_to(root).as_posix(): r.rows for r in reports}
     console.print(f"done in {time.perf_counter() - started:.1f} s; the world is in {root}")
     return {"world": root, "fates": fates, "probe": outcomes, "rows": rows}

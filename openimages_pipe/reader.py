@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import enum
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from openimages_pipe import releases
 from openimages_pipe.errors import InputError
 
 IMAGE_ID_PATTERN = r"^[0-9a-fA-F]{16}$"
+_IMAGE_ID = re.compile(IMAGE_ID_PATTERN)
 MID_PREFIXES = ("/m/", "/g/", "/t/")
 # Source values are sniffed from the first rows only: enough to tell machine from human files,
 # cheap enough to do for every input before the real scan.
@@ -136,6 +138,10 @@ def _labels_kind(header: list[str], rows: list[list[str]]) -> FileKind:
     return FileKind.LABELS
 
 
+def is_image_id(value: str) -> bool:
+    return bool(_IMAGE_ID.match(value))
+
+
 def inspect_csv(path: str | Path) -> CsvInfo:
     """Recognise a CSV's kind and release from its header, or a headerless file's shape."""
     path = Path(path)
@@ -232,8 +238,22 @@ def _collect(info: CsvInfo, lf: pl.LazyFrame) -> pl.DataFrame:
     try:
         return lf.collect(engine="streaming")
     except pl.exceptions.PolarsError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"malformed CSV: {first_line}", info.path) from None
+        raise malformed(info, e) from None
+
+
+def malformed(info: CsvInfo, error: Exception) -> InputError:
+    """A parse error located by re-reading the file with the csv module (error path only)."""
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    width = len(info.columns)
+    with open(info.path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        start = 1
+        for row in reader:
+            if row and len(row) != width and not (info.has_header and reader.line_num == 1):
+                message = f"malformed CSV: {len(row)} fields where the header has {width}"
+                return InputError(message, info.path, start, ",".join(row)[:200])
+            start = reader.line_num + 1
+    return InputError(f"malformed CSV: {first_line}", info.path)
 
 
 def _validate(info: CsvInfo, raw: pl.LazyFrame) -> None:

@@ -11,6 +11,9 @@ them) and the tests. A world directory holds:
     served/mirror/SUBSET/ID.jpg the S3-mirror-style copies (longest side <= 1024)
     served/photo_unavailable.png  Flickr's placeholder
     truth/objects.csv           the true classes of every image (ancestors included)
+    truth/faults.csv            every ImageID's fault: where to point `world serve --truth`
+                                (the server writes it; `world make` does not, and a rerun of
+                                `world make` deletes it with the rest of `truth/`)
 
 URLs keep Flickr's and S3's shapes under one local base URL, the real host as first path segment:
     {base}/farm3.staticflickr.com/2467/3654456151_a8c2b5a1e5_o.jpg      (OriginalURL)
@@ -32,6 +35,10 @@ WORLD_JSON = "world.json"
 PLACEHOLDER_PATH = "/s.yimg.com/pw/images/en-us/photo_unavailable.png"
 MIRROR_PATH_TEMPLATE = "/open-images-dataset/{subset}/{image_id}.jpg"
 ROUTES_COLUMNS = ("path", "image_id", "kind", "file", "content_type")
+TRUTH_COLUMNS = ("image_id", "label_name")  # truth/objects.csv
+TRUTH_FAULTS_COLUMNS = ("image_id", "fault", "transient")  # truth/faults.csv
+# What `world serve` reads from world.json (`world make` writes more: format_version, layout, ...).
+WORLD_JSON_REQUIRED = ("seed", "base_url")
 
 
 class Layout(enum.StrEnum):
@@ -48,6 +55,17 @@ class RouteKind(enum.StrEnum):
     ORIGINAL = "original"
     THUMBNAIL = "thumbnail"
     MIRROR = "mirror"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One row of routes.csv: a URL path and the file behind it."""
+
+    path: str
+    image_id: str
+    kind: RouteKind
+    file: Path
+    content_type: str
 
 
 # Official file names, relative to data/. V1 has train/validation; V2+ adds test.
@@ -122,8 +140,17 @@ class WorldPaths:
         return self.served / "photo_unavailable.png"
 
     @property
+    def truth(self) -> Path:
+        return self.root / "truth"
+
+    @property
     def truth_objects(self) -> Path:
-        return self.root / "truth" / "objects.csv"
+        return self.truth / "objects.csv"
+
+    @property
+    def truth_faults(self) -> Path:
+        """The documented place for `world serve --truth` (the flag itself has no default)."""
+        return self.truth / "faults.csv"
 
     def original(self, image_id: str, ext: str) -> Path:
         return self.served / "original" / f"{image_id}.{ext}"

@@ -1,48 +1,39 @@
 """`world make`: write a small, realistic offline Open Images world in the official formats.
 
-Composes the world stages: plan every image (ID, subset, objects, Flickr metadata, file variant),
-render them (`world_render`), draw machine labels and human verifications from the true classes
-(`world_labels`), then write the official CSVs, `served/routes.csv`, the truth and, last,
-`world.json` (so a folder with a `world.json` holds a complete world). Paths and URL shapes come
-from `world_layout`, the contract with `world serve`.
+Composes the world stages: plan every image (ID, subset, objects, file variant; its Flickr
+metadata from `world_flickr`), render them (`world_render`), draw machine labels and human
+verifications from the true classes (`world_labels`), then write the official CSVs,
+`served/routes.csv`, the truth and, last, `world.json` (so a folder with a `world.json` holds a
+complete world). Paths and URL shapes come from `world_layout`, the contract with `world serve`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import random
 import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from openimages_pipe import world_classes, world_labels, world_render
+from openimages_pipe import world_classes, world_flickr, world_labels, world_render
 from openimages_pipe import world_layout as wl
 from openimages_pipe.errors import InputError
 from openimages_pipe.world_classes import Hierarchy
+from openimages_pipe.world_flickr import FlickrPhoto
 from openimages_pipe.world_labels import LabelStats, MachineLabel
+from openimages_pipe.world_quota import quota
 from openimages_pipe.world_render import RenderJob, RenderResult, Variant
 
 FORMAT_VERSION = 1
 LABELS_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
-LICENSE = "https://creativecommons.org/licenses/by/2.0/"
 MISSING_ROTATION_RATE = 0.02  # V6+ `Rotation` is empty where the photo had left Flickr
-MISSING_THUMBNAIL_RATE = 0.02  # rows whose Thumbnail300KURL is empty (no thumbnail route)
-DIRTY_TITLE_RATE = 0.04  # per kind: a comma, double quotes, a newline, non-ASCII, empty
 OWNED = (wl.WORLD_JSON, "data", "served", "truth")  # all that a rerun deletes in `out`
 # fmt: off
 IMAGES_COLUMNS = ("ImageID", "Subset", "OriginalURL", "OriginalLandingURL", "License",
                   "AuthorProfileURL", "Author", "Title", "OriginalSize", "OriginalMD5",
                   "Thumbnail300KURL")
-AUTHORS = ("Michael Beat", "Karen", "José Luis Sánchez", "Søren Nielsen", "Zoë", "Jean-François",
-           "Smith, John", "大島 健", "Björn", "ryan", "Dan & Lisa", "Ana María", "Łukasz", "mk",
-           'Kevin "Kev" O\'Brien', "Ólafur", "Thomas", "Sarah", "Nguyễn Văn An")
-PLACES = ("Dublin", "Paris", "Berlin", "San Francisco", "Kyoto", "Lisbon", "Toronto", "Oslo")
-NOUNS = ("Bus", "my dog", "Rose garden", "Old truck", "Sunflowers", "The cat", "Birds", "Guitar",
-         "Horse show", "Fruit market", "Drum circle", "Couch", "Lemons", "Red car", "Flowers")
-UNICODE_TITLES = ("Café crème", "Straßenbahn in Köln", "東京タワー", "Jardín botánico", "Zürich ☀")
 # fmt: on
 
 
@@ -61,19 +52,6 @@ class MakeConfig:
     mirror_train_fraction: float = 0.19  # CVDF's mirror holds 1.74M of V1's 9.01M train images
     max_side: int = 3000
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-
-
-@dataclass(frozen=True)
-class FlickrPhoto:
-    farm: int
-    server: int
-    photo_id: int
-    secret: str  # of the `_o` original
-    thumb_secret: str  # of the resized copies; differs from `secret`, as on Flickr
-    user: str  # alias or NSID, as in the profile and landing URLs
-    author: str
-    title: str
-    has_thumbnail: bool
 
 
 @dataclass(frozen=True)
@@ -136,7 +114,7 @@ def run(cfg: MakeConfig) -> WorldSummary:
     human = write_data(cfg, paths, plans, results, labels, truth)
     routes = write_served(cfg.base_url, paths, plans, results)
     truth_rows = [(i, mid) for i in sorted(truth) for mid in sorted(truth[i])]
-    _write_csv(paths.truth_objects, ("image_id", "label_name"), truth_rows)
+    _write_csv(paths.truth_objects, wl.TRUTH_COLUMNS, truth_rows)
     summary = WorldSummary(
         str(cfg.out), cfg.seed, str(cfg.layout), len(plans),
         subsets={s: sum(p.subset == s for p in plans) for s in wl.LAYOUT_SUBSETS[cfg.layout]},
@@ -203,10 +181,10 @@ def plan_images(cfg: MakeConfig, hierarchy: Hierarchy, paths: wl.WorldPaths) -> 
     while len(ids) < cfg.images:
         ids.add(f"{rng.getrandbits(64):016x}")
     n = cfg.images
-    subsets = _quota(n, {"validation": cfg.validation_fraction, "test": cfg.test_fraction}, rng)
+    subsets = quota(n, {"validation": cfg.validation_fraction, "test": cfg.test_fraction}, rng)
     variants = world_render.assign_variants(n, cfg.layout is not wl.Layout.V1, rng)
-    photos = plan_photos(n, rng)
-    unknown_rotation = _quota(n, {"unknown": MISSING_ROTATION_RATE}, rng)
+    photos = world_flickr.plan_photos(n, rng)
+    unknown_rotation = quota(n, {"unknown": MISSING_ROTATION_RATE}, rng)
     plans = []
     for k, image_id in enumerate(sorted(ids)):
         subset, (variant, turn) = subsets[k] or "train", variants[k]
@@ -223,64 +201,6 @@ def plan_images(cfg: MakeConfig, hierarchy: Hierarchy, paths: wl.WorldPaths) -> 
             rotation = f"{turn}.0"
         plans.append(PlannedImage(image_id, subset, objects, photos[k], rotation, job))
     return plans
-
-
-def _quota(count: int, rates: dict[str, float], rng: random.Random) -> list[str]:
-    """`count` slots in random order: ceil(rate * count) tagged per rate (so at least one where
-    rate > 0, even in a tiny world), the rest ""."""
-    slots: list[str] = []
-    for tag, rate in rates.items():
-        slots += [tag] * min(math.ceil(round(rate * count, 6)), count - len(slots))
-    slots += [""] * (count - len(slots))
-    rng.shuffle(slots)
-    return slots
-
-
-def plan_photos(count: int, rng: random.Random) -> list[FlickrPhoto]:
-    """Flickr metadata for `count` photos; a few prolific authors took most of them."""
-    users = [_user(rng, name) for name in AUTHORS]
-    weights = [1 / (k + 1) for k in range(len(users))]
-    kinds = ("comma", "quote", "newline", "unicode", "empty")
-    dirt = _quota(count, dict.fromkeys(kinds, DIRTY_TITLE_RATE), rng)
-    no_thumb = _quota(count, {"none": MISSING_THUMBNAIL_RATE}, rng)
-    photos, seen = [], set()
-    for k in range(count):
-        photo_id = rng.randint(10**9, 10**11 - 1)  # 10-11 digits, like Flickr's
-        while photo_id in seen:
-            photo_id += 1
-        seen.add(photo_id)
-        secret, thumb = (f"{rng.getrandbits(40):010x}" for _ in range(2))
-        thumb = thumb if thumb != secret else thumb[::-1]
-        user, author = rng.choices(users, weights)[0]
-        farm, server, title = rng.randint(1, 9), rng.randint(1000, 9999), _title(dirt[k], rng)
-        photos.append(FlickrPhoto(farm, server, photo_id, secret, thumb, user, author, title,
-                                  not no_thumb[k]))  # fmt: skip
-    return photos
-
-
-def _user(rng: random.Random, author: str) -> tuple[str, str]:
-    """(URL name, display name): an alias for some users, an NSID like 12345678@N05 for others."""
-    alias = "".join(c for c in author.lower().replace(" ", "-") if c.isascii() and c.isalnum())
-    if alias and rng.random() < 0.5:
-        return alias, author
-    return f"{rng.randint(10**7, 10**8 - 1)}@N0{rng.randint(0, 8)}", author
-
-
-def _title(dirt: str, rng: random.Random) -> str:
-    noun, place, year = rng.choice(NOUNS), rng.choice(PLACES), rng.randint(2005, 2016)
-    clean = (f"IMG_{rng.randint(1, 9999):04d}", f"DSC{rng.randint(1, 99999):05d}", noun, place)
-    dirty = {"comma": f"{noun}, {place}", "quote": f'"{noun}" in {place}', "empty": "",
-             "newline": f"{noun}\n{place} {year}",
-             "unicode": rng.choice(UNICODE_TITLES)}  # fmt: skip
-    return dirty[dirt] if dirt else rng.choice(clean)
-
-
-def _urls(base: str, plan: PlannedImage, ext: str) -> tuple[str, str]:
-    """(OriginalURL, Thumbnail300KURL or "" where the row has none)."""
-    p = plan.photo
-    original = wl.original_url(base, p.farm, p.server, p.photo_id, p.secret, ext)
-    thumb = wl.thumbnail_url(base, p.farm, p.server, p.photo_id, p.thumb_secret)
-    return original, thumb if p.has_thumbnail else ""
 
 
 def write_data(
@@ -323,11 +243,9 @@ def write_data(
 
 def _image_row(base: str, plan: PlannedImage, result: RenderResult, rotation: bool) -> tuple:
     p = plan.photo
-    original, thumb = _urls(base, plan, result.ext)
-    landing = f"https://www.flickr.com/photos/{p.user}/{p.photo_id}"
-    profile = f"https://www.flickr.com/people/{p.user}/"
-    row = (plan.image_id, plan.subset, original, landing, LICENSE, profile, p.author, p.title,
-           str(result.size), result.md5_b64, thumb)  # fmt: skip
+    original, thumb = world_flickr.photo_urls(base, p, result.ext)
+    row = (plan.image_id, plan.subset, original, p.landing_url, world_flickr.LICENSE,
+           p.profile_url, p.author, p.title, str(result.size), result.md5_b64, thumb)  # fmt: skip
     return row + ((plan.rotation,) if rotation else ())
 
 
@@ -357,7 +275,7 @@ def write_served(
     """`served/routes.csv` (every URL path the server answers) and the placeholder PNG."""
     rows = []
     for plan, result in zip(plans, results, strict=True):
-        original, thumb = _urls(base, plan, result.ext)
+        original, thumb = world_flickr.photo_urls(base, plan.photo, result.ext)
         job = plan.job
         ctype = world_render.content_type(result.ext)
         routes = [(original, wl.RouteKind.ORIGINAL, job.original, ctype)]

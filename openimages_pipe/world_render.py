@@ -28,6 +28,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from openimages_pipe.world_classes import Hierarchy, Shape, Texture
+from openimages_pipe.world_quota import quota_size
 
 JPEG_QUALITY = 90
 THUMBNAIL_SIDE, THUMBNAIL_QUALITY = 640, 80  # Flickr's `_z` size
@@ -117,7 +118,7 @@ def assign_variants(count: int, rotation: bool, rng: random.Random) -> list[tupl
     for variant, rate in VARIANT_RATES.items():
         if variant is Variant.ROTATED and not rotation:
             continue
-        quota = min(math.ceil(round(rate * count, 6)), count - start)
+        quota = min(quota_size(rate, count), count - start)
         for i in order[start : start + quota]:
             out[i] = (variant, rng.choice(TURNS.get(variant, (0,))))
         start += quota

@@ -3,27 +3,24 @@
 This module owns `world serve`: loading `served/routes.csv`, answering every URL of the world the
 way Flickr and the S3 mirror would (fates from `world_faults`, applied to original and thumbnail
 routes; the mirror serves what it holds), the in-memory request log that also counts the attempts
-transient faults need, and the truth file (every ImageID's fault). It hands on `run(cfg)` for the
-command line and `WorldServer` / `start` for tests and demos.
+transient faults need, and the truth file (every ImageID's fault). What goes on the wire for each
+fault is `world_responses`'. It hands on `run(cfg)` for the command line and `WorldServer` /
+`start` for tests and demos.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import io
 import json
-import socket
-import struct
 import threading
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, assert_never
+from typing import Any, TypeVar
 
 from aiohttp import web
-from PIL import Image
 from yarl import URL
 
 from openimages_pipe.errors import InputError
@@ -39,36 +36,21 @@ from openimages_pipe.world_layout import (
     DEFAULT_HOST,
     PLACEHOLDER_PATH,
     ROUTES_COLUMNS,
+    TRUTH_FAULTS_COLUMNS,
+    WORLD_JSON_REQUIRED,
+    Route,
     RouteKind,
     WorldPaths,
 )
+from openimages_pipe.world_responses import reencode, respond
 
 MAKE_HINT = "make one with `oi-pipe world make`"
-LOOP_QUERY = "loop"
-CHANGED_JPEG_QUALITY = 70
-HUGE_CHUNK = bytes(range(256)) * 256  # 64 KiB, reused: a huge body is never held in memory
-JPEG_HEAD = bytes.fromhex("ffd8ffe000104a46494600010100000100010000")  # SOI + JFIF APP0
-HTML_PAGE = (
-    b"<!DOCTYPE html><html><head><title>Flickr: Page Not Found</title></head>"
-    b"<body><h1>This page is private or has been removed.</h1></body></html>"
-)
 # In-flight fault handlers (stalls, huge bodies) are cut off after this on shutdown: nothing a
 # fault sends is worth waiting for, and a test server must stop promptly.
 SHUTDOWN_TIMEOUT_S = 1.0
 # How long the test helper waits for its background loop to start or stop the server.
 THREAD_TIMEOUT_S = 10.0
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Route:
-    """One row of routes.csv: a URL path and the file behind it."""
-
-    path: str
-    image_id: str
-    kind: RouteKind
-    file: Path
-    content_type: str
 
 
 @dataclass(frozen=True)
@@ -80,7 +62,9 @@ class ServeConfig:
     port: int | None = None  # None: the port of world.json's base_url (the CSVs' URLs); 0: any
     faults: str = "none"
     fault_seed: int | None = None  # None: world.json's seed
-    truth: Path | None = None  # where to write image_id,fault,transient at startup
+    # Where to write image_id,fault,transient at startup; None: nowhere. The documented place is
+    # the world's WorldPaths.truth_faults (truth/faults.csv).
+    truth: Path | None = None
 
 
 def load_routes(paths: WorldPaths) -> dict[str, Route]:
@@ -117,26 +101,10 @@ def read_world_json(paths: WorldPaths) -> dict:
         ) from None
     except json.JSONDecodeError as e:
         raise InputError(f"not JSON: {e.msg}", paths.world_json, e.lineno) from None
-    missing = [key for key in ("seed", "base_url") if key not in world]
+    missing = [key for key in WORLD_JSON_REQUIRED if key not in world]
     if missing:
         raise InputError(f"missing {', '.join(missing)} ({MAKE_HINT})", paths.world_json)
     return world
-
-
-def reencode(data: bytes) -> bytes:
-    """The same picture in other bytes, as a CDN re-encode makes it: decodable, new MD5 and size."""
-    with Image.open(io.BytesIO(data)) as img:
-        out = io.BytesIO()
-        if img.format == "JPEG":
-            img.save(out, "JPEG", quality=CHANGED_JPEG_QUALITY)
-        else:
-            img.save(out, img.format or "PNG", optimize=True)
-    changed = out.getvalue()
-    # A re-encode can reproduce its input's size or bytes; bytes after the end marker are ignored
-    # by decoders, so padding keeps the picture while making the difference certain.
-    if len(changed) == len(data):
-        changed += b"\0" * 16
-    return changed
 
 
 class WorldState:
@@ -172,108 +140,12 @@ class WorldState:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["image_id", "fault", "transient"])
+            writer.writerow(TRUTH_FAULTS_COLUMNS)
             for image_id, fault in self.fates.items():
                 writer.writerow([image_id, fault.value, int(is_transient(fault))])
 
 
 STATE = web.AppKey("state", WorldState)
-STATUS = {
-    Fault.HTTP_404: 404,
-    Fault.HTTP_410: 410,
-    Fault.HTTP_403: 403,
-    Fault.HTTP_500: 500,
-    Fault.HTTP_503: 503,
-}
-
-
-def _file_response(route: Route) -> web.Response:
-    # World files are small; reading them on the loop costs less than a thread hop.
-    return web.Response(body=route.file.read_bytes(), content_type=route.content_type)
-
-
-async def _respond(
-    request: web.Request, route: Route, state: WorldState, fault: Fault
-) -> web.StreamResponse:
-    """What the server does for each fault: the table in `world_faults`, row by row."""
-    spec = state.spec
-    match fault:
-        case Fault.NONE:
-            return _file_response(route)
-        case Fault.HTTP_404 | Fault.HTTP_410 | Fault.HTTP_403 | Fault.HTTP_500 | Fault.HTTP_503:
-            return web.Response(status=STATUS[fault])
-        case Fault.HTTP_429:
-            return web.Response(status=429, headers={"Retry-After": str(spec.retry_after)})
-        case Fault.PLACEHOLDER:
-            raise web.HTTPFound(PLACEHOLDER_PATH)
-        case Fault.REDIRECT_LOOP:
-            looped = LOOP_QUERY in request.query
-            raise web.HTTPFound(route.path if looped else f"{route.path}?{LOOP_QUERY}=1")
-        case Fault.SLOW_FIRST_BYTE:
-            await asyncio.sleep(spec.slow_seconds)
-            return _file_response(route)
-        case Fault.STALL:
-            return await _send_half(request, route, spec.stall_seconds)
-        case Fault.TRUNCATED:
-            return await _send_half(request, route, None)
-        case Fault.RESET:
-            return _reset(request)
-        case Fault.HTML:
-            return web.Response(body=HTML_PAGE, content_type="text/html", charset="utf-8")
-        case Fault.CHANGED:
-            body = await state.changed_bytes(route)
-            return web.Response(body=body, content_type=route.content_type)
-        case Fault.HUGE:
-            return await _send_huge(request, spec.huge_bytes)
-        case _:
-            assert_never(fault)
-
-
-async def _send_half(
-    request: web.Request, route: Route, pause_s: float | None
-) -> web.StreamResponse:
-    """Half the body under the full Content-Length, then the rest after `pause_s`, or a close."""
-    body = route.file.read_bytes()
-    resp = web.StreamResponse(headers={"Content-Type": route.content_type})
-    resp.content_length = len(body)
-    try:
-        await resp.prepare(request)
-        await resp.write(body[: len(body) // 2])
-        if pause_s is None:
-            if request.transport is not None:
-                request.transport.close()  # flushes the half already written, then FIN
-        else:
-            await asyncio.sleep(pause_s)
-            await resp.write(body[len(body) // 2 :])
-    except ConnectionError:
-        pass  # the client hung up mid-body, which is what these faults provoke
-    return resp  # aiohttp drops a response to a closed connection quietly
-
-
-def _reset(request: web.Request) -> web.Response:
-    transport = request.transport
-    if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Linger 0 turns the close into an RST, as when an overloaded edge drops a connection.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-    return web.Response(status=500)  # never sent: aiohttp drops it quietly, the transport is gone
-
-
-async def _send_huge(request: web.Request, size: int) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
-    resp.enable_chunked_encoding()  # no Content-Length: only a size cap while reading stops it
-    try:
-        await resp.prepare(request)
-        await resp.write(JPEG_HEAD)
-        sent = len(JPEG_HEAD)
-        while sent < size:
-            await resp.write(HUGE_CHUNK)  # waits for the client to drain: memory stays flat
-            sent += len(HUGE_CHUNK)
-    except ConnectionError:
-        pass  # the client stopped reading and hung up: the expected end of a huge body
-    return resp
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
@@ -284,7 +156,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     route = state.routes.get(request.path)
     if route is None:
         raise web.HTTPNotFound()
-    return await _respond(request, route, state, state.fault_for(route))
+    fault = state.fault_for(route)
+    return await respond(request, route, fault, state.spec, state.changed_bytes)
 
 
 def build_app(state: WorldState) -> web.Application:

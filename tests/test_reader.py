@@ -219,3 +219,9 @@ def test_headerless_class_list(tmp_path: Path) -> None:
         "/m/01g317",
         "/m/0bt9lr",
     ]
+
+
+def test_rejects_a_broken_line_and_names_it(tmp_path: Path) -> None:
+    text = _labels(range(4)) + "00000000000000ff,machine,/m/0k4j,0.5,extra,fields\n"
+    err = _error(write(tmp_path / "l.csv", text))
+    assert err.line == 6 and "6 fields" in str(err)
