@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from openimages_pipe import __version__
+from openimages_pipe import __version__, cli_download
 from openimages_pipe.errors import InputError
 from openimages_pipe.world_layout import DEFAULT_PORT, Layout
 
@@ -22,7 +22,7 @@ T = TypeVar("T")
 app = typer.Typer(
     name="oi-pipe",
     help="Rebuild Open Images from its URL lists and learn from its noisy labels.",
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -49,7 +49,7 @@ def _root(
     """Rebuild Open Images from its URL lists and learn from its noisy labels."""
 
 
-def _guarded(fn: Callable[[], T]) -> T:
+def guarded(fn: Callable[[], T]) -> T:
     """Run a command body; bad input exits 1 with one clear line instead of a traceback."""
     try:
         return fn()
@@ -76,7 +76,11 @@ def inspect_cmd(
     """
     from openimages_pipe import inspect_files as command
 
-    _guarded(lambda: command.run(command.InspectConfig(tuple(files), validate)))
+    guarded(lambda: command.run(command.InspectConfig(tuple(files), validate)))
+
+
+app.command("download")(cli_download.download_cmd)
+app.command("status")(cli_download.status_cmd)
 
 
 @world_app.command("make")
@@ -108,7 +112,7 @@ def world_make_cmd(
         base_url=world_layout.base_url(port=port),
         workers=workers,
     )
-    summary = _guarded(lambda: world_make.run(cfg))
+    summary = guarded(lambda: world_make.run(cfg))
     typer.echo(world_make.describe(summary))
 
 
@@ -146,7 +150,7 @@ def world_serve_cmd(
     cfg = world_server.ServeConfig(
         world=world, port=port, faults=faults, fault_seed=fault_seed, truth=truth
     )
-    _guarded(lambda: world_server.run(cfg))
+    guarded(lambda: world_server.run(cfg))
 
 
 @app.command("demo")
@@ -166,8 +170,12 @@ def demo_cmd(
     """
     from openimages_pipe import demo
 
-    _guarded(lambda: demo.run(demo.DemoConfig(out=out, images=images, seed=seed, faults=faults)))
+    guarded(lambda: demo.run(demo.DemoConfig(out=out, images=images, seed=seed, faults=faults)))
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
