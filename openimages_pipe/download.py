@@ -9,6 +9,7 @@ work that the next run redoes. Failures go to the journal at once: a dead link i
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import signal
 import uuid
@@ -67,7 +68,11 @@ class _Run:
         self.pending_ok: dict[str, dict] = {}
         prefix = f"shards/{cfg.share.name}-{run_id}"
         writer = ParquetShardWriter if cfg.format is OutputFormat.PARQUET else JpegShardWriter
-        self.writer = writer(cfg.out, prefix, rows_per_shard=cfg.rows_per_shard)
+        # the resolved config travels in every shard's metadata, not only in the run record
+        provenance = {"oi_pipe_download": json.dumps(run_record.jsonable(cfg), default=str)}
+        self.writer = writer(
+            cfg.out, prefix, rows_per_shard=cfg.rows_per_shard, metadata=provenance
+        )
 
     def record(self, fetched: Fetched, reason: Reason, shard: str | None = None) -> None:
         row = run_record.manifest_row(fetched, reason, shard, self.prior.get(fetched.image_id))

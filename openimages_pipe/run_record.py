@@ -149,11 +149,11 @@ def _unlink(paths: Iterable[Path]) -> list[Path]:
     return gone
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, Path | enum.Enum):
         return str(value.value if isinstance(value, enum.Enum) else value)
     return value
@@ -172,7 +172,7 @@ def finish(
         "finished": manifest.now().isoformat(),
         "seconds": seconds,
         "stopped_early": stopped,
-        "config": _jsonable(cfg),
+        "config": jsonable(cfg),
         "this_run": {
             "images": tally.done,
             "status": dict(tally.status),

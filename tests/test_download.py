@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -82,6 +83,8 @@ def test_clean_world_downloads_every_image_once_verified(world: Path, tmp_path: 
         assert rows.filter(pl.col("source") == "original")["verified"].all()
         assert sorted(shard_ids(tmp_path)) == sorted(rows["image_id"])
         first = pq.read_table(next(iter(sorted(tmp_path.glob("shards/*.parquet")))))
+        provenance = json.loads(first.schema.metadata[b"oi_pipe_download"])
+        assert provenance["resize"]["image_size"] == 256 and provenance["out"] == str(tmp_path)
         img = Image.open(io.BytesIO(first["image"][0]["bytes"].as_py()))
         assert min(img.size) == 256 or max(img.size) < 256
         # a rerun has nothing left to do: no request reaches the server
