@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from openimages_pipe import reader
+from openimages_pipe import csv_checks, reader
 from openimages_pipe.download_records import Candidate, ImageTask, Source
 from openimages_pipe.errors import InputError
 
@@ -142,7 +142,7 @@ def _located(csvs: tuple[Path, ...], error: Exception) -> InputError:
     """Find which file broke the stream, and where, for the one-line error."""
     for path in csvs:
         info = reader.inspect_csv(path)
-        located = reader.malformed(info, error)
+        located = csv_checks.malformed(info, error)
         if located.line is not None:
             return located
     return InputError(f"malformed CSV: {str(error).strip().splitlines()[0]}", csvs[0])
