@@ -173,6 +173,238 @@ def demo_cmd(
     guarded(lambda: demo.run(demo.DemoConfig(out=out, images=images, seed=seed, faults=faults)))
 
 
+@app.command("train")
+def train_cmd(
+    splits: Annotated[Path, typer.Option(help="Split files from `build-splits`.")],
+    features: Annotated[
+        Path, typer.Option(help="Features table: a Parquet file or folder (image_id, embedding).")
+    ],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, metrics, per-class AP.")],
+    variant: Annotated[
+        str,
+        typer.Option(
+            help="all, baseline, finetune-mixed, finetune-clean, nlc-pretrained or nlc-joint."
+        ),
+    ] = "all",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    save_predictions: Annotated[
+        bool, typer.Option(help="Write RUN/VARIANT/predictions.parquet (scores on V_eval).")
+    ] = False,
+    steps: Annotated[
+        int, typer.Option(min=1, help="Steps of baseline and of the joint phase of nlc-*.")
+    ] = 5000,
+    finetune_steps: Annotated[int, typer.Option(min=1, help="Steps of finetune-*.")] = 1000,
+    pretrain_steps: Annotated[
+        int, typer.Option(min=1, help="nlc-pretrained: steps of g alone on V_train.")
+    ] = 1000,
+    batch_size: Annotated[int, typer.Option(min=2, help="Images per step.")] = 4096,
+    clean_share: Annotated[
+        float, typer.Option(help="V_train's share of a mixed batch (0.1 is the paper's 9:1).")
+    ] = 0.1,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-2,
+    finetune_lr: Annotated[float, typer.Option(help="Peak learning rate of finetune-*.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.0,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps per phase (at most 1/10).")] = 100,
+    clean_weight: Annotated[float, typer.Option(help="Weight of L_clean.")] = 0.1,
+    classify_weight: Annotated[float, typer.Option(help="Weight of L_classify.")] = 1.0,
+    unverified: Annotated[
+        str, typer.Option(help="Unverified classes of V_train: `negative` or `masked`.")
+    ] = "negative",
+    embed: Annotated[int, typer.Option(min=1, help="g: size of the y and f(I) embeddings.")] = 256,
+    hidden: Annotated[int, typer.Option(min=1, help="g: size of its hidden layer.")] = 512,
+    activation: Annotated[str, typer.Option(help="g: relu, gelu or tanh.")] = "relu",
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights and the batches.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 200,
+) -> None:
+    """Train the label-cleaning network g and classifier h of Veit et al. on cached features.
+
+    Runs the paper's variants on T (noisy labels) and V_train (verified), evaluates each on
+    V_eval (mAP, AP_all, by class-frequency and annotation-quality decile) and prints them in the
+    layout of the paper's Table 2. Rerunning the same command resumes from the last checkpoint.
+    """
+    from nlc_model import train
+
+    cfg = train.TrainConfig(
+        splits=splits, features=features, out=out, variant=variant, device=device,
+        save_predictions=save_predictions, steps=steps, finetune_steps=finetune_steps,
+        pretrain_steps=pretrain_steps, batch_size=batch_size, clean_share=clean_share, lr=lr,
+        finetune_lr=finetune_lr, weight_decay=weight_decay, warmup=warmup,
+        clean_weight=clean_weight, classify_weight=classify_weight, unverified=unverified,
+        embed=embed, hidden=hidden, activation=activation, seed=seed,
+        checkpoint_every=checkpoint_every,
+    )  # fmt: skip
+    guarded(lambda: train.run(cfg))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    splits: Annotated[Path, typer.Option(help="Split files from `build-splits`.")],
+    predictions: Annotated[
+        Path, typer.Option(help="Parquet: image_id, scores (list of d floats, one per class).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Write metrics.json, per_class.parquet, deciles.png here.")
+    ] = None,
+) -> None:
+    """Score any model's predictions on V_eval exactly as `train` scores its own.
+
+    Only human-verified (image, class) pairs count: mAP over classes with a verified positive and
+    a verified negative, AP_all over all pairs pooled, and mAP by decile.
+    """
+    from nlc_model import evaluate
+
+    cfg = evaluate.EvaluateConfig(splits=splits, predictions=predictions, out=out)
+    guarded(lambda: evaluate.run(cfg))
+
+
+@app.command("clean-labels")
+def clean_labels_cmd(
+    run: Annotated[Path, typer.Option(help="Run folder of `train` with a finished nlc variant.")],
+    splits: Annotated[Path, typer.Option(help="Split files from `build-splits`.")],
+    features: Annotated[Path, typer.Option(help="Features table used for training.")],
+    out: Annotated[Path, typer.Option(help="Parquet file of cleaned labels for T.")],
+    variant: Annotated[str, typer.Option(help="nlc-joint or nlc-pretrained.")] = "nlc-joint",
+    threshold: Annotated[float, typer.Option(help="Keep classes with c at least this.")] = 0.5,
+    top_k: Annotated[int, typer.Option(min=1, help="At most this many labels per image.")] = 50,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Write the cleaned labels c = g(y, f(I)) of every image of T, in T.parquet's columns."""
+    from nlc_model import clean_labels
+
+    cfg = clean_labels.CleanLabelsConfig(
+        run=run, splits=splits, features=features, out=out, variant=variant,
+        threshold=threshold, top_k=top_k, device=device,
+    )  # fmt: skip
+    guarded(lambda: clean_labels.run(cfg))
+
+
+@app.command("build-splits")
+def build_splits_cmd(
+    images: Annotated[
+        list[Path],
+        typer.Option(help="Images CSV of any release (needs Subset); repeat the option per file."),
+    ],
+    machine_labels: Annotated[
+        list[Path], typer.Option(help="Machine image-level labels CSV; repeat per file.")
+    ],
+    human_labels: Annotated[
+        list[Path],
+        typer.Option(help="Human-verified image-level labels CSV; repeat per file."),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the Parquet files and splits.json.")],
+    classes: Annotated[
+        Path | None,
+        typer.Option(
+            help="Vocabulary: a labelmap or trainable-classes list (one MID a line) or a "
+            "class-descriptions file. Default: the V1 rule, from the data."
+        ),
+    ] = None,
+    class_names: Annotated[
+        Path | None,
+        typer.Option(help="Display names: dict.csv or class-descriptions (header or not)."),
+    ] = None,
+    downloaded: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False, help="A download folder: keep only images its manifest says ok."
+        ),
+    ] = None,
+    clean_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of V that goes to V_train.")
+    ] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of the V_train / V_eval hash.")] = 0,
+    min_confidence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Drop machine labels below this confidence.")
+    ] = 0.0,
+    min_train_images: Annotated[
+        int,
+        typer.Option(min=0, help="V1 rule: training images with a machine label of the class."),
+    ] = 20,  # vocabulary.V1_MIN_TRAIN_IMAGES (not imported: it would import polars)
+    min_val_images: Annotated[
+        int, typer.Option(min=0, help="V1 rule: V images verified to show the class.")
+    ] = 50,  # vocabulary.V1_MIN_VAL_IMAGES
+) -> None:
+    """Build the noisy set T and the verified set V as Parquet, V split 1/4 - 3/4.
+
+    T: training images with their machine labels. V: validation and test images with at least one
+    human verification, carrying both their machine labels and the verdicts (Confidence 1: present,
+    0: absent, never a positive). An image's side of V is a hash of (seed, ImageID), stable when
+    other images rot away. Repeated labels merge (highest confidence wins); unknown MIDs and
+    images missing from the images CSV are dropped and counted in splits.json.
+    """
+    from openimages_pipe import splits as command
+
+    cfg = command.SplitsConfig(
+        images=tuple(images), machine_labels=tuple(machine_labels),
+        human_labels=tuple(human_labels), out=out, classes=classes, class_names=class_names,
+        downloaded=downloaded, clean_fraction=clean_fraction, seed=seed,
+        min_confidence=min_confidence, min_train_images=min_train_images,
+        min_val_images=min_val_images,
+    )  # fmt: skip
+    summary = guarded(lambda: command.run(cfg))
+    typer.echo(command.describe(summary))
+
+
+@app.command("stats")
+def stats_cmd(
+    splits: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="A `build-splits` folder.")
+    ],
+    figures: Annotated[
+        Path | None, typer.Option(help="Folder for the PNG figures; default SPLITS/figures.")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="Rows in each per-class table.")] = 10,
+) -> None:
+    """Statistics of a splits folder, as tables and PNG figures.
+
+    The sets and every drop; class frequency (the long tail, log scale); the machine labels'
+    precision measured on V, overall, by confidence and per class; and, when built with a
+    download manifest, the classes that lost the largest share of their images to link rot.
+    """
+    from openimages_pipe import stats as command
+
+    guarded(lambda: command.run(command.StatsConfig(splits=splits, figures=figures, top=top)))
+
+
+@app.command("embed")
+def embed_cmd(
+    shards: Annotated[
+        Path, typer.Option(help="Download folder (or its shards/) of Parquet image shards.")
+    ],
+    weights: Annotated[
+        Path,
+        typer.Option(
+            help="RUN/baseline/backbone.pt of `train --stage backbone`, or a local torchvision "
+            "state dict (with --arch). Nothing is downloaded."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Features file to write (.parquet).")],
+    arch: Annotated[
+        str | None,
+        typer.Option(help="Network of a torchvision state dict: resnet50, inception_v3, ..."),
+    ] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Crop size; default: the checkpoint's, else 224.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 256,
+    workers: Annotated[int, typer.Option(min=0, help="Loader processes reading shards.")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Compute f(I) for every image of the shards: the features table `train --features` reads.
+
+    One row per image (`image_id`, `embedding` of the backbone's width D), from the centre crop
+    that evaluation uses; JPEGs are decoded on the GPU when there is one. The file is written
+    under a temporary name and moved into place when complete.
+    """
+    from nlc_model import embed
+
+    cfg = embed.EmbedConfig(
+        shards=shards, weights=weights, out=out, arch=arch, image_size=image_size,
+        batch_size=batch_size, workers=workers, device=device,
+    )  # fmt: skip
+    guarded(lambda: embed.run(cfg))
+
+
 def main() -> None:
     app()
 
