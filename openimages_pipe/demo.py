@@ -1,8 +1,8 @@
 """`oi-pipe demo`: every stage that exists, run on an offline world, with what each produced.
 
 Makes a world, reads every CSV back through the reader, serves the world on 127.0.0.1 with seeded
-faults, and downloads it through them into Parquet shards with a manifest. Later stages join here
-as they land.
+faults, downloads it through them into Parquet shards with a manifest, and builds the noisy set T
+and the verified set V of what was downloaded. Later stages join here as they land.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from rich.table import Table
 from openimages_pipe import (
     download,
     inspect_files,
+    splits,
+    stats,
     status,
     world_layout,
     world_make,
@@ -91,5 +93,22 @@ def run(cfg: DemoConfig) -> dict:
         console.rule("4. download: original -> thumbnail -> mirror, verified, into Parquet shards")
         download.run(_download_config(root, base, image_csvs))
     downloaded = status.run(status.StatusConfig(root / "download"))
+
+    console.rule("5. build-splits: T and V of what was downloaded, V split 1/4 - 3/4")
+    # a tiny world has a few hundred images: V1's 20/50-image thresholds would keep no class
+    split_cfg = splits.world_config(
+        root, root / "splits", downloaded=root / "download", min_train_images=1, min_val_images=1
+    )
+    split_summary = splits.run(split_cfg)
+    console.print(splits.describe(split_summary))
+    split_stats = stats.run(stats.StatsConfig(root / "splits"), console)
+    console.print(stats.summary_line(split_stats))
     console.print(f"done in {time.perf_counter() - started:.1f} s; everything is in {root}")
-    return {"world": root, "fates": fates, "rows": rows, "download": downloaded}
+    return {
+        "world": root,
+        "fates": fates,
+        "rows": rows,
+        "download": downloaded,
+        "splits": split_summary,
+        "stats": split_stats,
+    }

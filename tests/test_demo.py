@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import polars as pl
 from typer.testing import CliRunner
 
 from openimages_pipe import demo
@@ -22,6 +24,20 @@ def test_demo_makes_reads_serves_and_downloads(tmp_path: Path) -> None:
     assert got["status"].get("missing", 0) <= result["fates"]["404"]
     assert got["status"]["ok"] >= result["fates"]["none"]
     assert got["source"]["original"] == result["fates"]["none"]
+    # the splits hold only what was downloaded, and V is split without overlap
+    counts = json.loads((tmp_path / "w" / "splits" / "splits.json").read_text())["counts"]
+    assert counts, "splits.json records its counts"
+    t = pl.read_parquet(tmp_path / "w" / "splits" / "T.parquet")["image_id"].to_list()
+    v_train = pl.read_parquet(tmp_path / "w" / "splits" / "V_train.parquet")["image_id"].to_list()
+    v_eval = pl.read_parquet(tmp_path / "w" / "splits" / "V_eval.parquet")["image_id"].to_list()
+    ok = set(
+        pl.read_parquet(tmp_path / "w" / "download" / "manifest.parquet").filter(
+            pl.col("status") == "ok"
+        )["image_id"]
+    )
+    assert set(t) | set(v_train) | set(v_eval) <= ok
+    assert not (set(t) & (set(v_train) | set(v_eval))) and not set(v_train) & set(v_eval)
+    assert len(v_eval) > 0
 
 
 def test_demo_command_exits_zero(tmp_path: Path) -> None:
