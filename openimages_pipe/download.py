@@ -14,7 +14,7 @@ import multiprocessing
 import signal
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from openimages_pipe import download_input, manifest, run_record
@@ -35,7 +35,8 @@ from openimages_pipe.shard_writer import (
 # Rows buffered before a journal part is written: small enough that a kill loses seconds of
 # failure records (which are simply retried), large enough that parts stay few.
 JOURNAL_ROWS = 2_000
-# Images between the fetcher and the writer: bounds memory to a few hundred bodies.
+# Images started but not finished: bounds the bodies in memory to concurrency x this factor
+# (a finished image keeps only its resized JPEG until its shard is written).
 IN_FLIGHT_FACTOR = 2
 
 
@@ -65,7 +66,9 @@ class _Run:
         self.journal = Journal(cfg.out, cfg.share, run_id)
         self.tally = RunTally()
         self.stop = asyncio.Event()
-        self.pending_ok: dict[str, dict] = {}
+        # image_id -> (what was fetched, without its body, and the body's size): held until the
+        # image's shard is on disk; without the body, so a 1,000-image shard costs no gigabyte
+        self.pending_ok: dict[str, tuple[Fetched, int]] = {}
         prefix = f"shards/{cfg.share.name}-{run_id}"
         writer = ParquetShardWriter if cfg.format is OutputFormat.PARQUET else JpegShardWriter
         # the resolved config travels in every shard's metadata, not only in the run record
@@ -74,8 +77,11 @@ class _Run:
             cfg.out, prefix, rows_per_shard=cfg.rows_per_shard, metadata=provenance
         )
 
-    def record(self, fetched: Fetched, reason: Reason, shard: str | None = None) -> None:
-        row = run_record.manifest_row(fetched, reason, shard, self.prior.get(fetched.image_id))
+    def record(
+        self, fetched: Fetched, reason: Reason, shard: str | None = None, size: int | None = None
+    ) -> None:
+        prior = self.prior.get(fetched.image_id)
+        row = run_record.manifest_row(fetched, reason, shard, prior, size)
         self.tally.count(row, self.prior.get(fetched.image_id))
         self.journal.add(row)
         if len(self.journal) >= JOURNAL_ROWS:
@@ -83,10 +89,10 @@ class _Run:
 
     def shard_written(self, name: str, image_ids: tuple[str, ...]) -> None:
         for image_id in image_ids:
-            fetched = self.pending_ok.pop(image_id)
+            fetched, size = self.pending_ok.pop(image_id)
             # In JPEG mode `name` is the group's sidecar; the manifest names the image's own file.
             where = name if self.cfg.format is OutputFormat.PARQUET else jpeg_path(image_id)
-            self.record(fetched, Reason.OK, where)
+            self.record(fetched, Reason.OK, where, size)
         self.journal.flush()  # the shard is durable: make its rows durable too
 
 
@@ -108,14 +114,15 @@ async def _process(
     if resized.reason is not Reason.OK:
         run.record(fetched, resized.reason)
         return
-    await to_writer.put((fetched, resized))
+    # the body is let go here: only the resized JPEG waits for the writer
+    await to_writer.put((replace(fetched, body=None), len(fetched.body), resized))
 
 
 async def _write_loop(run: _Run, to_writer: asyncio.Queue) -> None:
     """The only place that touches the shard writer, so shards fill in order."""
     while (item := await to_writer.get()) is not None:
-        fetched, resized = item
-        run.pending_ok[fetched.image_id] = fetched
+        fetched, size, resized = item
+        run.pending_ok[fetched.image_id] = (fetched, size)
         flushed = await asyncio.to_thread(run.writer.add, _shard_record(fetched, resized))
         if flushed is not None:
             run.shard_written(flushed.name, flushed.image_ids)

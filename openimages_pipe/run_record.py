@@ -34,7 +34,14 @@ def new_run_id() -> str:
     return manifest.now().strftime("%Y%m%dT%H%M%SZ")
 
 
-def manifest_row(fetched: Fetched, reason: Reason, shard: str | None, prior: dict | None) -> dict:
+def manifest_row(
+    fetched: Fetched,
+    reason: Reason,
+    shard: str | None,
+    prior: dict | None,
+    size: int | None = None,
+) -> dict:
+    """The manifest row of one outcome; `size` stands in for a body already let go."""
     now = manifest.now()
     prior = prior or {}
     ok = reason is Reason.OK
@@ -46,7 +53,7 @@ def manifest_row(fetched: Fetched, reason: Reason, shard: str | None, prior: dic
         "url": fetched.url,
         "source": fetched.source.value if fetched.source else None,
         "attempts": (prior.get("attempts") or 0) + fetched.attempts,
-        "bytes": len(fetched.body) if fetched.body is not None else None,
+        "bytes": size if size is not None else (len(fetched.body) if fetched.body else None),
         "shard": shard if ok else None,
         "md5": fetched.md5,
         "verified": fetched.verified if ok else False,

@@ -81,6 +81,9 @@ def test_clean_world_downloads_every_image_once_verified(world: Path, tmp_path: 
         rows = manifest.load_all(tmp_path)
         assert rows.height == 48 and set(rows["status"]) == {"ok"}
         assert rows.filter(pl.col("source") == "original")["verified"].all()
+        sizes = {p.stem: p.stat().st_size for p in (world / "served" / "original").iterdir()}
+        originals = rows.filter(pl.col("source") == "original")
+        assert [sizes[i] for i in originals["image_id"]] == originals["bytes"].to_list()
         assert sorted(shard_ids(tmp_path)) == sorted(rows["image_id"])
         first = pq.read_table(next(iter(sorted(tmp_path.glob("shards/*.parquet")))))
         provenance = json.loads(first.schema.metadata[b"oi_pipe_download"])
