@@ -94,10 +94,9 @@ class Backbone(nn.Module):
 
 
 def check_image_size(arch: str, size: int) -> None:
-    if size < MIN_SIZE.get(arch, 32):
-        raise InputError(
-            f"{arch} needs images of at least {MIN_SIZE.get(arch, 32)} px", None, str(size)
-        )
+    least = MIN_SIZE.get(arch, 32)
+    if size < least:
+        raise InputError(f"--image-size: {arch} needs at least {least} px", value=str(size))
 
 
 def read_weights(path: Path) -> dict:
@@ -150,9 +149,8 @@ def load_weights(
         load_torchvision(f, obj, path)
         return f"torchvision {f.spec.arch} weights from {path}"
     if (spec := spec_of(obj)) != f.spec:
-        raise InputError(
-            f"checkpoint holds another backbone than {asdict(f.spec)}", path, str(asdict(spec))
-        )
+        msg = f"checkpoint holds another backbone than {asdict(f.spec)}"
+        raise InputError(msg, path, value=str(asdict(spec)))
     f.load_state_dict(obj["f"])
     if h is None or obj.get("h") is None or obj["classifier"] != asdict(h.cfg):
         return f"f from {path}"

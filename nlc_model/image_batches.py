@@ -63,7 +63,8 @@ class Mix:
 
     @property
     def clean_workers(self) -> int:
-        """V_train's loader workers: in proportion to its share of the batch, at least one."""
+        """V_train's loader workers: in proportion to its share of the batch; at least one when
+        there are two or more (with one, the V_train stream reads in the training process)."""
         if self.clean in (0, self.batch_size):
             return self.workers if self.clean else 0
         return min(self.workers // 2, max(1, round(self.workers * self.clean_share)))

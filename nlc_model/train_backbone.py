@@ -45,6 +45,9 @@ METRICS = "backbone_metrics.json"
 # Settings that do not change what is learned; any other difference refuses to resume.
 NOT_TRAINING = ("shards", "splits", "out", "variant", "finetune_backbone", "device", "workers",
                 "checkpoint_every", "log_every")  # fmt: skip
+# Settings the baseline does not use: a fine-tuning run may change them and still start from it.
+NOT_BASELINE = ("finetune_steps", "pretrain_steps", "finetune_lr", "clean_share", "clean_weight",
+                "unverified", "embed", "hidden", "activation")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -190,9 +193,10 @@ def save_checkpoint(
     os.replace(tmp, run.folder / CHECKPOINT)  # a kill mid-write keeps the previous checkpoint
 
 
-def check_compatible(ckpt: dict, path: Path, cfg: BackboneConfig) -> None:
+def check_compatible(ckpt: dict, path: Path, cfg: BackboneConfig, variant: str) -> None:
     old, new = ckpt["config"], config_dict(cfg)
-    for key in (k for k in new if k not in NOT_TRAINING):
+    skip = NOT_TRAINING + (NOT_BASELINE if variant == "baseline" else ())
+    for key in (k for k in new if k not in skip):
         if old.get(key) != new[key]:
             msg = f"checkpoint was trained with --{key.replace('_', '-')} {old.get(key)}, not"
             raise InputError(f"{msg} {new[key]}; use another --out or the same setting", path)
@@ -208,7 +212,7 @@ def start_variant(
     path = run.folder / CHECKPOINT
     if path.is_file():
         ckpt = torch.load(path, map_location=device, weights_only=True)
-        check_compatible(ckpt, path, cfg)
+        check_compatible(ckpt, path, cfg, name)
         for part in ("f", "h", "g"):
             if getattr(net, part) is not None:
                 getattr(net, part).load_state_dict(ckpt[part])

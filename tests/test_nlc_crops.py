@@ -26,7 +26,7 @@ def test_eval_box_is_the_centre_crop_of_a_resize_to_size_over_0875() -> None:
     assert crops.eval_box(256, 384) == pytest.approx((16.0, 80.0, 240.0, 304.0))
 
 
-@pytest.mark.parametrize("size", [16, 56])  # a draft decode (1/4 scale) and a full one
+@pytest.mark.parametrize("size", [16, 56])  # smaller and larger than the box
 def test_cpu_crop_is_the_box_resized(size: int) -> None:
     data = jpeg(0, 96, 64)  # grey, with a red square over x 24..56, y 16..48
     out = crops.decode_crop(data, (24.0, 16.0, 56.0, 48.0), size, flip=False)
