@@ -126,7 +126,9 @@ def decile_maps(ap: np.ndarray, key: np.ndarray, bins: int = DECILES) -> list[di
     """mAP of the evaluated classes (finite AP and key) in `bins` groups of equal size by key."""
     keep = np.flatnonzero(~np.isnan(ap) & ~np.isnan(key))
     order = keep[np.argsort(key[keep], kind="stable")]
-    rows = []
+    rows: list[dict] = []
+    if len(order) == 0:  # a tiny V_eval can leave no class evaluated: no deciles, not a crash
+        return rows
     for i, group in enumerate(np.array_split(order, min(bins, len(order)))):
         rows.append(
             {

@@ -93,3 +93,9 @@ def test_decile_maps_group_classes_by_key() -> None:
     assert rows[0]["mAP"] == pytest.approx(0.3) and rows[1]["mAP"] == pytest.approx(0.7)
     assert (rows[0]["key_min"], rows[0]["key_max"]) == (1.0, 2.0)
     assert (rows[1]["key_min"], rows[1]["key_max"]) == (4.0, 5.0)
+
+
+def test_decile_maps_of_no_evaluated_class_is_empty() -> None:
+    nan = np.full(4, np.nan)
+    assert decile_maps(nan, np.arange(4.0)) == []
+    assert len(decile_maps(np.array([0.5, 0.7, np.nan]), np.array([1.0, 2.0, 3.0]))) == 2
