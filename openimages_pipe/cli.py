@@ -7,6 +7,7 @@ names the file, the line and the value, and exit code 1.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -18,6 +19,14 @@ from openimages_pipe.errors import InputError
 from openimages_pipe.world_layout import DEFAULT_PORT, Layout
 
 T = TypeVar("T")
+
+
+class Stage(enum.StrEnum):
+    """What `train` trains: g and h on cached features, or f and h from the image shards."""
+
+    FEATURES = "features"
+    BACKBONE = "backbone"
+
 
 app = typer.Typer(
     name="oi-pipe",
@@ -176,10 +185,35 @@ def demo_cmd(
 @app.command("train")
 def train_cmd(
     splits: Annotated[Path, typer.Option(help="Split files from `build-splits`.")],
-    features: Annotated[
-        Path, typer.Option(help="Features table: a Parquet file or folder (image_id, embedding).")
-    ],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, metrics, per-class AP.")],
+    features: Annotated[
+        Path | None,
+        typer.Option(help="Features table: a Parquet file or folder (image_id, embedding)."),
+    ] = None,
+    stage: Annotated[
+        Stage,
+        typer.Option(
+            help="`features`: g and h on cached features; `backbone`: f and h on T's noisy "
+            "labels from the image shards (the paper's baseline)."
+        ),
+    ] = Stage.FEATURES,
+    shards: Annotated[
+        Path | None, typer.Option(help="Download folder of Parquet image shards (backbone).")
+    ] = None,
+    arch: Annotated[
+        str, typer.Option(help="f: resnet50, inception_v3, resnet18, mobilenet_v3_small, tiny.")
+    ] = "resnet50",
+    width: Annotated[int, typer.Option(min=1, help="f = tiny: channels of its first stage.")] = 32,
+    weights: Annotated[
+        Path | None, typer.Option(help="Start f from a local state dict or backbone.pt.")
+    ] = None,
+    image_size: Annotated[int, typer.Option(min=8, help="Crop size S (backbone).")] = 224,
+    min_scale: Annotated[float, typer.Option(help="RandomResizedCrop's smallest area.")] = 0.08,
+    finetune_backbone: Annotated[
+        bool, typer.Option(help="Run --variant on images, updating f too.")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=0, help="Loader processes (backbone).")] = 4,
+    nproc: Annotated[int, typer.Option(min=1, help="Processes, launched with torchrun.")] = 1,
     variant: Annotated[
         str,
         typer.Option(
@@ -191,20 +225,33 @@ def train_cmd(
         bool, typer.Option(help="Write RUN/VARIANT/predictions.parquet (scores on V_eval).")
     ] = False,
     steps: Annotated[
-        int, typer.Option(min=1, help="Steps of baseline and of the joint phase of nlc-*.")
-    ] = 5000,
-    finetune_steps: Annotated[int, typer.Option(min=1, help="Steps of finetune-*.")] = 1000,
+        int | None,
+        typer.Option(min=1, help="Steps of baseline and nlc-* (features 5000, backbone 10000)."),
+    ] = None,
+    finetune_steps: Annotated[
+        int | None, typer.Option(min=1, help="Steps of finetune-* (1000).")
+    ] = None,
     pretrain_steps: Annotated[
-        int, typer.Option(min=1, help="nlc-pretrained: steps of g alone on V_train.")
-    ] = 1000,
-    batch_size: Annotated[int, typer.Option(min=2, help="Images per step.")] = 4096,
+        int | None, typer.Option(min=1, help="nlc-pretrained: steps of g alone (1000).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=2, help="Images per step (features 4096, backbone 64).")
+    ] = None,
     clean_share: Annotated[
         float, typer.Option(help="V_train's share of a mixed batch (0.1 is the paper's 9:1).")
     ] = 0.1,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-2,
-    finetune_lr: Annotated[float, typer.Option(help="Peak learning rate of finetune-*.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.0,
-    warmup: Annotated[int, typer.Option(help="Warm-up steps per phase (at most 1/10).")] = 100,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak AdamW learning rate (features 1e-2, backbone 1e-3).")
+    ] = None,
+    finetune_lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate of finetune-* (1e-3; 1e-4).")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="AdamW weight decay (features 0, backbone 0.05).")
+    ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help="Warm-up steps per phase (features 100, backbone 500).")
+    ] = None,
     clean_weight: Annotated[float, typer.Option(help="Weight of L_clean.")] = 0.1,
     classify_weight: Annotated[float, typer.Option(help="Weight of L_classify.")] = 1.0,
     unverified: Annotated[
@@ -214,26 +261,62 @@ def train_cmd(
     hidden: Annotated[int, typer.Option(min=1, help="g: size of its hidden layer.")] = 512,
     activation: Annotated[str, typer.Option(help="g: relu, gelu or tanh.")] = "relu",
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and the batches.")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 200,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(min=1, help="Steps between checkpoints (200; 500).")
+    ] = None,
 ) -> None:
-    """Train the label-cleaning network g and classifier h of Veit et al. on cached features.
+    """Train the label-cleaning network g and classifier h of Veit et al.
 
-    Runs the paper's variants on T (noisy labels) and V_train (verified), evaluates each on
-    V_eval (mAP, AP_all, by class-frequency and annotation-quality decile) and prints them in the
-    layout of the paper's Table 2. Rerunning the same command resumes from the last checkpoint.
+    With `--stage features` (default): the paper's variants on cached features, evaluated on
+    V_eval (mAP, AP_all, by decile) in the layout of the paper's Table 2. With `--stage backbone`:
+    f and h on T's noisy labels from the image shards, then `oi-pipe embed`. Rerunning the same
+    command resumes from the last checkpoint.
     """
-    from nlc_model import train
-
-    cfg = train.TrainConfig(
-        splits=splits, features=features, out=out, variant=variant, device=device,
-        save_predictions=save_predictions, steps=steps, finetune_steps=finetune_steps,
-        pretrain_steps=pretrain_steps, batch_size=batch_size, clean_share=clean_share, lr=lr,
-        finetune_lr=finetune_lr, weight_decay=weight_decay, warmup=warmup,
+    given = {
+        k: v
+        for k, v in dict(
+            steps=steps, finetune_steps=finetune_steps, pretrain_steps=pretrain_steps,
+            batch_size=batch_size, lr=lr, finetune_lr=finetune_lr, weight_decay=weight_decay,
+            warmup=warmup, checkpoint_every=checkpoint_every,
+        ).items()
+        if v is not None
+    }  # fmt: skip
+    common = dict(
+        splits=splits, out=out, device=device, clean_share=clean_share, seed=seed,
         clean_weight=clean_weight, classify_weight=classify_weight, unverified=unverified,
-        embed=embed, hidden=hidden, activation=activation, seed=seed,
-        checkpoint_every=checkpoint_every,
+        embed=embed, hidden=hidden, activation=activation,
     )  # fmt: skip
-    guarded(lambda: train.run(cfg))
+
+    def backbone_stage() -> None:
+        from nlc_model import launch, train_backbone
+
+        if shards is None:
+            raise InputError("--stage backbone needs --shards (a download folder)")
+        cfg = train_backbone.BackboneConfig(
+            shards=shards, arch=arch, width=width, weights=weights, image_size=image_size,
+            min_scale=min_scale, workers=workers, finetune_backbone=finetune_backbone,
+            variant=variant if finetune_backbone else "baseline", **common, **given,
+        )  # fmt: skip
+        if nproc == 1:
+            train_backbone.run(cfg)
+            return
+        train_backbone.check_options(cfg)  # bad input fails before torchrun starts
+        code = launch.launch(cfg, nproc)
+        if code:
+            raise typer.Exit(code)
+
+    def features_stage() -> None:
+        from nlc_model import train
+
+        if features is None:
+            raise InputError("--stage features needs --features (from `oi-pipe embed`)")
+        cfg = train.TrainConfig(
+            features=features, variant=variant, save_predictions=save_predictions,
+            **common, **given,
+        )  # fmt: skip
+        train.run(cfg)
+
+    guarded(backbone_stage if stage is Stage.BACKBONE or finetune_backbone else features_stage)
 
 
 @app.command("evaluate")

@@ -118,3 +118,24 @@ def test_config_round_trips_through_json_for_torchrun(inputs, tmp_path) -> None:
     cfg = config(inputs, tmp_path, weights=tmp_path / "w.pt")
     save_config(cfg, tmp_path / "launch.json")
     assert load_config(tmp_path / "launch.json") == cfg
+
+
+def test_train_stage_backbone_from_the_command_line(inputs, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from openimages_pipe.cli import app
+
+    download, splits = inputs
+    args = ["train", "--stage", "backbone", "--shards", str(download), "--splits", str(splits)]
+    args += ["--out", str(tmp_path), "--arch", "tiny", "--width", "4", "--image-size", "32"]
+    args += ["--steps", "2", "--batch-size", "4", "--warmup", "0", "--workers", "0"]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "baseline" / "backbone.pt").is_file()
+    missing = CliRunner().invoke(app, ["train", "--stage", "backbone", "--splits", str(splits),
+                                       "--out", str(tmp_path / "x")])  # fmt: skip
+    assert missing.exit_code == 1 and "--shards" in missing.output
+    no_features = CliRunner().invoke(
+        app, ["train", "--splits", str(splits), "--out", str(tmp_path)]
+    )
+    assert no_features.exit_code == 1 and "--features" in no_features.output
