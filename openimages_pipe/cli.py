@@ -168,9 +168,12 @@ def demo_cmd(
         Path | None,
         typer.Argument(help="Directory for the demo world; default: a temporary one."),
     ] = None,
-    images: Annotated[int, typer.Option(min=10, help="Number of images in the world.")] = 400,
+    images: Annotated[int, typer.Option(min=10, help="Number of images in the world.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the world and of its faults.")] = 0,
     faults: Annotated[str, typer.Option(help="Fault mix the server injects.")] = "flickr",
+    learn: Annotated[
+        bool, typer.Option(help="Also train f, embed, and run the five variants (CPU).")
+    ] = True,
 ) -> None:
     """Run everything that exists on an offline world, with no internet.
 
@@ -179,7 +182,8 @@ def demo_cmd(
     """
     from openimages_pipe import demo
 
-    guarded(lambda: demo.run(demo.DemoConfig(out=out, images=images, seed=seed, faults=faults)))
+    cfg = demo.DemoConfig(out=out, images=images, seed=seed, faults=faults, learn=learn)
+    guarded(lambda: demo.run(cfg))
 
 
 @app.command("train")

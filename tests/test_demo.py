@@ -13,7 +13,9 @@ from openimages_pipe.cli import app
 
 
 def test_demo_makes_reads_serves_and_downloads(tmp_path: Path) -> None:
-    result = demo.run(demo.DemoConfig(out=tmp_path / "w", images=30, seed=3, faults="404=0.3"))
+    result = demo.run(
+        demo.DemoConfig(out=tmp_path / "w", images=30, seed=3, faults="404=0.3", learn=False)
+    )
     assert sum(result["fates"].values()) == 30
     image_rows = sum(n for name, n in result["rows"].items() if "images" in name)
     assert image_rows == 30
@@ -42,7 +44,7 @@ def test_demo_makes_reads_serves_and_downloads(tmp_path: Path) -> None:
 
 def test_demo_command_exits_zero(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["demo", str(tmp_path / "w"), "--images", "12", "--faults", "none"]
+        app, ["demo", str(tmp_path / "w"), "--images", "12", "--faults", "none", "--no-learn"]
     )
     assert result.exit_code == 0, result.output
     assert "source of the ok images" in result.output
