@@ -8,7 +8,6 @@ and the verified set V of what was downloaded. Later stages join here as they la
 from __future__ import annotations
 
 import collections
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,12 +40,6 @@ class DemoConfig:
     learn: bool = True  # backbone on T, embed, the five variants (torch is imported only then)
 
 
-def free_port(host: str = world_layout.DEFAULT_HOST) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def _counter_table(title: str, counts: collections.Counter[str]) -> Table:
     table = Table("outcome", "count", title=title)
     for key, n in counts.most_common():
@@ -69,7 +62,7 @@ def _download_config(root: Path, base: str, image_csvs: list[Path]) -> download.
 def run(cfg: DemoConfig) -> dict:
     console = Console()
     root = cfg.out or Path(tempfile.mkdtemp(prefix="oi-pipe-demo-"))
-    base = world_layout.base_url(port=free_port())
+    base = world_layout.base_url(port=world_layout.free_port())
     started = time.perf_counter()
     summary = world_make.run(
         world_make.MakeConfig(out=root, seed=cfg.seed, images=cfg.images, base_url=base)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,6 +164,13 @@ class WorldPaths:
 
     def read_world_json(self) -> dict:
         return json.loads(self.world_json.read_text(encoding="utf-8"))
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A port nothing listens on now: a world made for it can then be served on it."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def base_url(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:

@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from openimages_pipe import download, world_layout, world_make
-from openimages_pipe.demo import free_port
 from openimages_pipe.download_input import InputConfig
 from openimages_pipe.fetch import FetchConfig
 from openimages_pipe.shard_writer import ParquetShardWriter, ShardRecord
+from openimages_pipe.world_layout import free_port
 from openimages_pipe.world_server import ServeConfig, WorldServer
 
 COLOURS = ((200, 40, 40), (40, 160, 60), (40, 70, 210), (230, 200, 40))

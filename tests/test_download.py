@@ -19,7 +19,6 @@ from PIL import Image
 from test_resize import _png_header as png_claiming
 
 from openimages_pipe import download, manifest, world_layout, world_make
-from openimages_pipe.demo import free_port
 from openimages_pipe.download_input import InputConfig
 from openimages_pipe.download_records import Md5Mode, OutputFormat, Source
 from openimages_pipe.fetch import FetchConfig
@@ -32,7 +31,7 @@ FAST = "slow=0.6,stall=0.6,retry_after=1,transient=2"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("world")
-    base = world_layout.base_url(port=free_port())
+    base = world_layout.base_url(port=world_layout.free_port())
     world_make.run(world_make.MakeConfig(out=root, seed=5, images=48, base_url=base, workers=1))
     return root
 
@@ -225,7 +224,7 @@ def test_jpeg_format_writes_one_file_per_image(world: Path, tmp_path: Path) -> N
 
 def test_hostile_rows_each_get_a_clear_outcome_and_lose_nothing_else(tmp_path: Path) -> None:
     world = tmp_path / "w"
-    base = world_layout.base_url(port=free_port())
+    base = world_layout.base_url(port=world_layout.free_port())
     (world / "served" / "original").mkdir(parents=True)
     good = io.BytesIO()
     Image.new("RGB", (300, 200), "teal").save(good, "JPEG")

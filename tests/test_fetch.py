@@ -11,7 +11,6 @@ import asyncio
 import csv
 import io
 import logging
-import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -42,7 +41,13 @@ from openimages_pipe.fetch import (
 )
 from openimages_pipe.verify import md5_b64
 from openimages_pipe.world_faults import Fault, is_transient, parse_fault_spec
-from openimages_pipe.world_layout import PLACEHOLDER_PATH, WorldPaths, base_url, mirror_template
+from openimages_pipe.world_layout import (
+    PLACEHOLDER_PATH,
+    WorldPaths,
+    base_url,
+    free_port,
+    mirror_template,
+)
 from openimages_pipe.world_make import MakeConfig, run
 from openimages_pipe.world_server import ServeConfig, WorldServer
 
@@ -103,12 +108,6 @@ def single(url: str, source: Source = Source.ORIGINAL, image_id: str = "0" * 16)
 
 def path(url: str) -> str:
     return URL(url).path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

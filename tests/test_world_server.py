@@ -30,6 +30,7 @@ from openimages_pipe.world_layout import (
     ROUTES_COLUMNS,
     WorldPaths,
     base_url,
+    free_port,
     mirror_url,
     original_url,
     thumbnail_url,
@@ -60,12 +61,6 @@ class TinyWorld:
         with WorldPaths(self.root).routes.open(newline="") as f:
             row = next(r for r in csv.DictReader(f) if r["path"] == path)
         return (WorldPaths(self.root).served / row["file"]).read_bytes()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def encode(color: tuple[int, int, int], size: tuple[int, int], fmt: str) -> bytes:
