@@ -1,9 +1,10 @@
 """`oi-pipe download`: wires read -> fetch -> resize -> shard writer -> manifest, and nothing else.
 
-The event loop only does I/O: aiohttp fetches, and handing bodies to a process pool that decodes
-and resizes them. One writer coroutine adds resized images to the shard writer; when a shard is
-durable on disk, its images' manifest rows go to the journal, so a kill at any moment loses only
-work that the next run redoes. Failures go to the journal at once: a dead link is a row.
+The event loop only does I/O: aiohttp fetches, and handing bodies to a process pool that verifies
+(MD5), decodes and resizes each in one call. One writer coroutine adds resized images to the shard
+writer; when a shard is durable on disk, its images' manifest rows go to the journal, so a kill at
+any moment loses only work that the next run redoes. Failures go to the journal at once: a dead
+link is a row.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from openimages_pipe import download_input, manifest, run_record
+from openimages_pipe import download_input, manifest, run_record, spool
 from openimages_pipe.download_input import InputConfig
 from openimages_pipe.download_records import Fetched, ImageTask, OutputFormat, Reason, Resized
 from openimages_pipe.fetch import FetchConfig, Fetcher
 from openimages_pipe.manifest import Journal, Share
 from openimages_pipe.progress import DownloadProgress
-from openimages_pipe.resize import ResizeConfig, resize_image
+from openimages_pipe.resize import ResizeConfig
 from openimages_pipe.run_record import RunTally
 from openimages_pipe.shard_writer import (
     JpegShardWriter,
@@ -31,6 +32,9 @@ from openimages_pipe.shard_writer import (
     ShardRecord,
     jpeg_path,
 )
+from openimages_pipe.spool import Body
+from openimages_pipe.verify import Check, Verdict
+from openimages_pipe.worker import check_and_resize
 
 # Rows buffered before a journal part is written: small enough that a kill loses seconds of
 # failure records (which are simply retried), large enough that parts stay few.
@@ -66,9 +70,9 @@ class _Run:
         self.journal = Journal(cfg.out, cfg.share, run_id)
         self.tally = RunTally()
         self.stop = asyncio.Event()
-        # image_id -> (what was fetched, without its body, and the body's size): held until the
-        # image's shard is on disk; without the body, so a 1,000-image shard costs no gigabyte
-        self.pending_ok: dict[str, tuple[Fetched, int]] = {}
+        # image_id -> what was fetched, without its body: held until the image's shard is on
+        # disk; without the body, so a 1,000-image shard costs no gigabyte
+        self.pending_ok: dict[str, Fetched] = {}
         prefix = f"shards/{cfg.share.name}-{run_id}"
         writer = ParquetShardWriter if cfg.format is OutputFormat.PARQUET else JpegShardWriter
         # the resolved config travels in every shard's metadata, not only in the run record
@@ -77,11 +81,9 @@ class _Run:
             cfg.out, prefix, rows_per_shard=cfg.rows_per_shard, metadata=provenance
         )
 
-    def record(
-        self, fetched: Fetched, reason: Reason, shard: str | None = None, size: int | None = None
-    ) -> None:
+    def record(self, fetched: Fetched, reason: Reason, shard: str | None = None) -> None:
         prior = self.prior.get(fetched.image_id)
-        row = run_record.manifest_row(fetched, reason, shard, prior, size)
+        row = run_record.manifest_row(fetched, reason, shard, prior)
         self.tally.count(row, self.prior.get(fetched.image_id))
         self.journal.add(row)
         if len(self.journal) >= JOURNAL_ROWS:
@@ -89,10 +91,10 @@ class _Run:
 
     def shard_written(self, name: str, image_ids: tuple[str, ...]) -> None:
         for image_id in image_ids:
-            fetched, size = self.pending_ok.pop(image_id)
+            fetched = self.pending_ok.pop(image_id)
             # In JPEG mode `name` is the group's sidecar; the manifest names the image's own file.
             where = name if self.cfg.format is OutputFormat.PARQUET else jpeg_path(image_id)
-            self.record(fetched, Reason.OK, where, size)
+            self.record(fetched, Reason.OK, where)
         self.journal.flush()  # the shard is durable: make its rows durable too
 
 
@@ -103,26 +105,34 @@ async def _process(
     task: ImageTask,
     to_writer: asyncio.Queue,
 ) -> None:
-    fetched = await fetcher.fetch(task)
-    if fetched.reason is not Reason.OK or fetched.body is None:
+    resized: Resized | None = None
+    spools = fetcher.spools
+
+    async def judge(body: Body, check: Check) -> Verdict:
+        nonlocal resized  # the accepted body's resize; a rejected one (next source) has None
+        job = spool.submit(
+            pool, spools, body, check_and_resize, task.image_id, body, check, task.rotation,
+            run.cfg.resize,
+        )  # fmt: skip
+        verdict, resized = await asyncio.wrap_future(job)
+        return verdict
+
+    fetched = await fetcher.fetch(task, judge)
+    if fetched.reason is not Reason.OK or resized is None:
         run.record(fetched, fetched.reason)
         return
-    loop = asyncio.get_running_loop()
-    resized: Resized = await loop.run_in_executor(
-        pool, resize_image, task.image_id, fetched.body, task.rotation, run.cfg.resize
-    )
     if resized.reason is not Reason.OK:
         run.record(fetched, resized.reason)
         return
-    # the body is let go here: only the resized JPEG waits for the writer
-    await to_writer.put((replace(fetched, body=None), len(fetched.body), resized))
+    # the body is let go here (if it was not spooled): only the resized JPEG waits for the writer
+    await to_writer.put((replace(fetched, body=None), resized))
 
 
 async def _write_loop(run: _Run, to_writer: asyncio.Queue) -> None:
     """The only place that touches the shard writer, so shards fill in order."""
     while (item := await to_writer.get()) is not None:
-        fetched, size, resized = item
-        run.pending_ok[fetched.image_id] = (fetched, size)
+        fetched, resized = item
+        run.pending_ok[fetched.image_id] = fetched
         flushed = await asyncio.to_thread(run.writer.add, _shard_record(fetched, resized))
         if flushed is not None:
             run.shard_written(flushed.name, flushed.image_ids)
@@ -181,25 +191,32 @@ async def _download(cfg: DownloadConfig, run: _Run, done, prior_frame, total: in
         loop.add_signal_handler(sig, run.stop.set)
     to_writer: asyncio.Queue = asyncio.Queue(maxsize=cfg.rows_per_shard)
     batches = download_input.iter_batches(cfg.input, done, prior_frame)
-    with (
-        # forkserver, not fork: a forked worker would inherit polars' and aiohttp's threads mid-use
-        # and the share lock, which must die with this process even if a worker outlives it.
-        ProcessPoolExecutor(
-            cfg.workers, mp_context=multiprocessing.get_context("forkserver")
-        ) as pool,
-        DownloadProgress(total, run.tally, quiet=cfg.quiet) as progress,
-    ):
-        writer = asyncio.create_task(_write_loop(run, to_writer))
-        try:
-            async with Fetcher(cfg.fetch) as fetcher:
-                progress.bytes_source = fetcher
-                await _feed(run, batches, pool, fetcher, to_writer, progress)
-        finally:
-            await to_writer.put(None)
-            await writer
-            run.journal.flush()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+    spools = None
+    try:
+        with (
+            # forkserver, not fork: a forked worker would inherit polars' and aiohttp's threads
+            # mid-use and the share lock, which must die with this process even if a worker
+            # outlives it.
+            ProcessPoolExecutor(
+                cfg.workers, mp_context=multiprocessing.get_context("forkserver")
+            ) as pool,
+            DownloadProgress(total, run.tally, quiet=cfg.quiet) as progress,
+        ):
+            spools = await loop.run_in_executor(None, spool.probe, pool)
+            writer = asyncio.create_task(_write_loop(run, to_writer))
+            try:
+                async with Fetcher(cfg.fetch, spools) as fetcher:
+                    progress.bytes_source = fetcher
+                    await _feed(run, batches, pool, fetcher, to_writer, progress)
+            finally:
+                await to_writer.put(None)
+                await writer
+                run.journal.flush()
+    finally:
+        if spools is not None:
+            spools.close()  # after the pool's shutdown: no job reads them any more
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def run(cfg: DownloadConfig) -> run_record.RunSummary:

@@ -103,9 +103,10 @@ class Fetched:
     url: str | None = None  # the URL requested for that source
     http_status: int | None = None
     attempts: int = 0  # HTTP requests made for this image in this run, over all sources
-    body: bytes | None = None
+    body: bytes | None = None  # None when spooled (see fetch.Fetcher) or rejected
+    size: int | None = None  # bytes of the accepted body
     verified: bool = False  # size and MD5 matched the CSV (originals only)
-    md5: str | None = None  # base64 MD5 of `body`
+    md5: str | None = None  # base64 MD5 of the accepted body
 
 
 @dataclass(frozen=True)

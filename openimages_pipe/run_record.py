@@ -39,9 +39,8 @@ def manifest_row(
     reason: Reason,
     shard: str | None,
     prior: dict | None,
-    size: int | None = None,
 ) -> dict:
-    """The manifest row of one outcome; `size` stands in for a body already let go."""
+    """The manifest row of one outcome."""
     now = manifest.now()
     prior = prior or {}
     ok = reason is Reason.OK
@@ -53,7 +52,7 @@ def manifest_row(
         "url": fetched.url,
         "source": fetched.source.value if fetched.source else None,
         "attempts": (prior.get("attempts") or 0) + fetched.attempts,
-        "bytes": size if size is not None else (len(fetched.body) if fetched.body else None),
+        "bytes": fetched.size,
         "shard": shard if ok else None,
         "md5": fetched.md5,
         "verified": fetched.verified if ok else False,

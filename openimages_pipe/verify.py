@@ -88,6 +88,26 @@ def known_placeholder_md5s(path: Path | None = None) -> frozenset[str]:
     return frozenset(entry["md5"] for entry in doc.get("placeholder", []))
 
 
+@dataclass(frozen=True)
+class Check:
+    """Everything `verify` needs besides the body; picklable, so a worker process can run it next
+    to the decode, and the body need not be hashed on the event loop."""
+
+    source: Source
+    url: str
+    mode: Md5Mode
+    expected_size: int | None = None
+    expected_md5: str | None = None
+    placeholder_md5s: frozenset[str] = frozenset()
+
+    def __call__(self, body: bytes) -> Verdict:
+        return verify(
+            body, source=self.source, url=self.url, mode=self.mode,
+            expected_size=self.expected_size, expected_md5=self.expected_md5,
+            placeholder_md5s=self.placeholder_md5s,
+        )  # fmt: skip
+
+
 def verify(
     body: bytes,
     *,

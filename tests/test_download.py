@@ -116,7 +116,14 @@ EXPECTED = {
 }
 
 
-def test_every_fault_ends_with_the_right_status_and_reason(world: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("spooled", [True, False], ids=["spooled", "pickled"])
+def test_every_fault_ends_with_the_right_status_and_reason(
+    world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spooled: bool
+) -> None:
+    """Both ways a body reaches the workers: memory files, or bytes through the pool's pipe."""
+    probed: list = []
+    probe = download.spool.probe
+    monkeypatch.setattr(download.spool, "probe", _recording(probe, probed, spooled))
     with WorldServer(ServeConfig(world=world, faults=f"all,{FAST}")) as srv:
         fates = {k: str(v) for k, v in srv.fates.items()}
         download.run(
@@ -129,6 +136,18 @@ def test_every_fault_ends_with_the_right_status_and_reason(world: Path, tmp_path
     ok = set(rows.filter(pl.col("status") == "ok")["image_id"])
     assert set(shard_ids(tmp_path)) == ok  # a placeholder or a changed photo is never stored
     assert len(shard_ids(tmp_path)) == len(ok)
+    (spools,) = probed
+    assert (spools is not None) == (spooled and hasattr(os, "memfd_create"))
+    if spools is not None:
+        assert spools._busy == {}  # every spool came back, the failed and capped ones too
+
+
+def _recording(probe, probed: list, spooled: bool):
+    def recorded(pool):
+        probed.append(probe(pool) if spooled else None)
+        return probed[-1]
+
+    return recorded
 
 
 def test_dead_originals_fall_back_to_thumbnail_or_mirror(world: Path, tmp_path: Path) -> None:
