@@ -6,6 +6,7 @@ when a command runs, so `oi-pipe download --help` starts fast.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,15 @@ from openimages_pipe.download_records import Md5Mode, OutputFormat, ResizeMode, 
 from openimages_pipe.errors import InputError
 
 MIRROR_DEFAULT = "https://open-images-dataset.s3.amazonaws.com/{subset}/{image_id}.jpg"
+# One event loop costs ~2.5-3 ms of CPU per 1.2 MB original and a worker ~20 ms: past ~8 workers
+# the loop, not the decoding, sets the pace (benchmarks/download_architecture.py).
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (Slurm's and taskset's limits included), at most 8."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_DEFAULT_WORKERS, usable or 1))
 
 
 def parse_sources(text: str) -> tuple[Source, ...]:
@@ -43,7 +53,15 @@ def download_cmd(
         ),
     ] = ResizeMode.KEEP_RATIO,
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality of output.")] = 95,
-    workers: Annotated[int, typer.Option(min=1, help="Decode/resize processes.")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Verify/decode/resize processes. Default: the CPUs this process may use, at most "
+            f"{MAX_DEFAULT_WORKERS} (one event loop feeds about that many; run more shares "
+            "beyond).",
+        ),
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight, in all.")] = 64,
     per_host: Annotated[int, typer.Option(min=1, help="Requests in flight per host.")] = 16,
     sources: Annotated[
@@ -129,7 +147,7 @@ def download_cmd(
             resize=ResizeConfig(mode=resize_mode, image_size=image_size, quality=quality),
             format=output_format,
             rows_per_shard=rows_per_shard,
-            workers=workers,
+            workers=workers or default_workers(),
             retry_missing=retry_missing,
             quiet=quiet,
         )

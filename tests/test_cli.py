@@ -49,3 +49,17 @@ def test_inspect_reports_kind_and_rows(tmp_path: Path) -> None:
     result = runner.invoke(app, ["inspect", str(good)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "human_labels" in result.output and "v1" in result.output
+
+
+def test_download_workers_default_to_the_usable_cpus_at_most_eight(monkeypatch) -> None:
+    import os
+
+    from openimages_pipe import cli_download
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    assert cli_download.default_workers() == cli_download.MAX_DEFAULT_WORKERS == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)  # taskset -c 3
+    assert cli_download.default_workers() == 1
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert cli_download.default_workers() == 4
