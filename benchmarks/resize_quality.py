@@ -53,7 +53,7 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 def reference(body: bytes) -> Image.Image:
     full = Image.open(io.BytesIO(body)).convert("RGB")
     return full.resize(
-        resize.target_size(full.size, ResizeConfig(image_size=SIZE)), resize.RESAMPLE.LANCZOS
+        resize.target_size(full.size, ResizeConfig(image_size=SIZE)), Image.Resampling.LANCZOS
     )
 
 
