@@ -10,7 +10,9 @@ What it does, in order (data made once under benchmarks/.data/, git-ignored; see
 3. the ceiling: oi-pipe's `resize_image` (decode + resize + encode) over the whole corpus in this
    one process, images/s of CPU time (and of wall time) x 2 cores; and, for the breakdown, the
    CPU cost of img2dataset's own Resizer (full decode, INTER_AREA, encode) on every 4th image;
-4. one warm-up run of each tool on the first --warmup images;
+4. one warm-up run of each tool on the first --warmup images, then each tool twice on 1 image:
+   the fixed cost of a run (start-up, set-up, shut-down), which the table also subtracts from the
+   wall time of the timed runs, for the rate of each tool once it is running;
 5. --repeat rounds: round 1 runs oi-pipe and img2dataset with each --threads value, later rounds
    oi-pipe and img2dataset with the best thread_count so far (first and last in turn); each run is
    timed by the wall clock of the whole command (start-up included), images that ended ok / s;
@@ -477,6 +479,8 @@ def main() -> int:
     warm_csv = dc.write_images_csv(corpus, base_url, warm_n, csv_dir / f"images-warm-{warm_n}.csv")
     urls_csv = dc.write_url_list(corpus, base_url, n, csv_dir / f"urls-{n}.csv")
     warm_urls = dc.write_url_list(corpus, base_url, warm_n, csv_dir / f"urls-warm-{warm_n}.csv")
+    one_csv = dc.write_images_csv(corpus, base_url, 1, csv_dir / "images-1.csv")
+    one_urls = dc.write_url_list(corpus, base_url, 1, csv_dir / "urls-1.csv")
     big_csv = None
     if not args.skip_rss:
         if dc.disk_free_gb(data) < 6:
@@ -515,6 +519,7 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     runs: list[Run] = []
     rss: list[Run] = []
+    fixed: list[Run] = []
     t = args.run_timeout
     with WorldServer(ServeConfig(world=corpus.world, port=args.port)) as server:
         assert server.base_url == base_url, (server.base_url, base_url)
@@ -523,6 +528,11 @@ def main() -> int:
         print_runs(warm[-1:])
         warm.append(run_img2dataset(i2d_python, warm_urls, warm_n, threads[-1], work, "warm-up", t))
         print_runs(warm[-1:], header=False)
+        for _ in range(2):  # what a run costs besides its images: start-up, set-up, shut-down
+            fixed.append(run_oi_pipe(one_csv, 1, work, "1 image", t))
+            print_runs(fixed[-1:], header=False)
+            fixed.append(run_img2dataset(i2d_python, one_urls, 1, threads[-1], work, "1 image", t))
+            print_runs(fixed[-1:], header=False)
         for r in range(args.repeat):
             if r == 0:
                 contenders = [("oi-pipe", None)] + [("img2dataset", tc) for tc in threads]
@@ -556,7 +566,7 @@ def main() -> int:
     i2d = by_threads[best_tc]
     oi_best, oi_med = best_median(oi)
     i2d_best, i2d_med = best_median(i2d)
-    print_runs(warm + runs + rss)
+    print_runs(warm + fixed + runs + rss)
     print(f"\nload average at end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     print(
         f"total time {time.perf_counter() - started:.0f} s;"
@@ -565,6 +575,10 @@ def main() -> int:
     oi_cpu, i2d_cpu = median_of(oi, "cpu_ms"), median_of(i2d, "cpu_ms")
     oi_srv, i2d_srv = median_of(oi, "server_ms"), median_of(i2d, "server_ms")
     ver = info["versions"]["img2dataset"]
+    oi_fixed = statistics.median(r.wall_s for r in fixed if r.tool == "oi-pipe")
+    i2d_fixed = statistics.median(r.wall_s for r in fixed if r.tool == "img2dataset")
+    oi_steady = n / (statistics.median(r.wall_s for r in oi) - oi_fixed)
+    i2d_steady = n / (statistics.median(r.wall_s for r in i2d) - i2d_fixed)
     rows = [
         (f"oi-pipe img/s (best / median of {len(oi)})", f"{oi_best:.1f} / {oi_med:.1f}"),
         (
@@ -612,6 +626,14 @@ def main() -> int:
         ),
         ("  server CPU ms per image (oi-pipe / img2dataset runs)", f"{oi_srv:.1f} / {i2d_srv:.1f}"),
         (
+            "wall s of a 1-image run: fixed cost (oi-pipe / img2dataset, median)",
+            f"{oi_fixed:.1f} / {i2d_fixed:.1f}",
+        ),
+        (
+            "  img/s with that subtracted (oi-pipe / img2dataset, median): ratio",
+            f"{oi_steady:.1f} / {i2d_steady:.1f}: {oi_steady / i2d_steady:.2f}x",
+        ),
+        (
             f"  CPU-bound img/s on {WORKERS} idle cores: {WORKERS} s / (tool + server CPU)",
             f"{WORKERS * 1000 / (oi_cpu + oi_srv):.1f} / {WORKERS * 1000 / (i2d_cpu + i2d_srv):.1f}"
             if oi_cpu and i2d_cpu
@@ -637,11 +659,12 @@ def main() -> int:
     print(f"|{'-' * (width + 2)}|-------|")
     for k, v in rows:
         print(f"| {k:<{width}} | {v} |")
-    failed = [r for r in warm + runs + rss if r.ok != r.images or r.returncode or r.timed_out]
+    every = warm + fixed + runs + rss
+    failed = [r for r in every if r.ok != r.images or r.returncode or r.timed_out]
     results = {
         **info,
         "args": vars(args) | {"data": str(args.data)},
-        "runs": [asdict(r) | {"rate": r.rate} for r in warm + runs + rss],
+        "runs": [asdict(r) | {"rate": r.rate} for r in every],
         "table": dict(rows),
     }
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

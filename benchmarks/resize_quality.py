@@ -1,5 +1,6 @@
-"""How faithful the stored 256-px JPEGs are: oi-pipe's resize (draft + bicubic, and with Lanczos)
-and img2dataset's own Resizer (full decode + cv2 INTER_AREA), against one reference per photo.
+"""How faithful the stored 256-px JPEGs are: oi-pipe's resize (draft + bicubic, and with Lanczos,
+bilinear or Hamming) and img2dataset's own Resizer (full decode + cv2 INTER_AREA), against one
+reference per photo.
 
 Reference: Pillow's full-size decode, Lanczos to the same size, no encode. Each output is the JPEG
 a tool would store (quality 95), decoded; PSNR in dB over RGB (higher is closer). "q95 encode
@@ -104,7 +105,12 @@ def main() -> int:
     rows: dict[str, tuple[list[float], float | None]] = {
         "q95 encode only (the bound)": ([psnr(encoded(r), r) for r in refs], None)
     }
-    variants = (("bicubic", Image.Resampling.BICUBIC), ("lanczos", Image.Resampling.LANCZOS))
+    variants = (
+        ("bicubic", Image.Resampling.BICUBIC),
+        ("lanczos", Image.Resampling.LANCZOS),
+        ("bilinear", Image.Resampling.BILINEAR),  # the cheaper filters, for what they would save
+        ("hamming", Image.Resampling.HAMMING),
+    )
     best = dict.fromkeys(dict(variants), math.inf)
     for _ in range(args.passes):  # alternating, so that neither variant always runs first
         for name, resample in variants:
