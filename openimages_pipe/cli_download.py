@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from openimages_pipe.cli_common import guarded
 from openimages_pipe.download_records import Md5Mode, OutputFormat, ResizeMode, Source
 from openimages_pipe.errors import InputError
 
@@ -112,7 +113,7 @@ def download_cmd(
     DIR/manifest.parquet. A rerun skips what is done, retries what may recover (and, with
     --retry-missing, what was missing). Ctrl-C stops within seconds and keeps what finished.
     """
-    from openimages_pipe import cli, download, status
+    from openimages_pipe import download, status
     from openimages_pipe.download_input import InputConfig
     from openimages_pipe.fetch import FetchConfig
     from openimages_pipe.resize import ResizeConfig
@@ -154,7 +155,7 @@ def download_cmd(
         download.run(cfg)
         status.run(status.StatusConfig(out))
 
-    cli.guarded(build_and_run)
+    guarded(build_and_run)
 
 
 def status_cmd(
@@ -163,6 +164,6 @@ def status_cmd(
 ) -> None:
     """What a download directory holds: counts by status, reason and source, and what the last
     run changed (recovered, newly missing)."""
-    from openimages_pipe import cli, status
+    from openimages_pipe import status
 
-    cli.guarded(lambda: status.run(status.StatusConfig(out, as_json)))
+    guarded(lambda: status.run(status.StatusConfig(out, as_json)))

@@ -27,6 +27,16 @@ def test_help_lists_only_working_commands() -> None:
         assert command in result.output.split("Commands")[-1]
 
 
+def test_help_lists_the_commands_in_the_order_a_user_meets_them() -> None:
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    rows = [line.strip("│ ").split() for line in result.output.split("Commands")[-1].splitlines()]
+    listed = [row[0] for row in rows if row and row[0][0].isalpha()]
+    assert listed == [
+        "demo", "download", "status", "build-splits", "stats", "train", "embed", "evaluate",
+        "clean-labels", "inspect", "world",
+    ]  # fmt: skip
+
+
 def test_cli_does_not_import_torch() -> None:
     heavy = "('torch', 'torchvision', 'polars', 'aiohttp', 'PIL')"
     code = f"import sys, openimages_pipe.cli; print(sorted(set(sys.modules) & set({heavy})))"
