@@ -22,10 +22,12 @@ import math
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import download_corpus as dc
 import numpy as np
 from PIL import Image
+from resize_quality import psnr
 
 from openimages_pipe import resize
 from openimages_pipe.resize import ResizeConfig
@@ -45,15 +47,12 @@ def drafted(body: bytes) -> tuple[Image.Image, tuple[int, int], tuple | None]:
     return img, target, box
 
 
-def timed(fn, items) -> tuple[float, list]:
+def cpu_ms(fn, items) -> float:
+    """CPU ms per item of `fn` over `items`."""
     start = time.process_time()
-    out = [fn(item) for item in items]
-    return 1000 * (time.process_time() - start) / len(items), out
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255**2 / max(mse, 1e-12))
+    for item in items:
+        fn(item)
+    return 1000 * (time.process_time() - start) / len(items)
 
 
 def torch_resampler():
@@ -75,7 +74,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stride", type=int, default=20, help="every k-th corpus photo")
     parser.add_argument("--passes", type=int, default=3)
-    parser.add_argument("--data", type=type(dc.DATA), default=dc.DATA)
+    parser.add_argument("--data", type=Path, default=dc.DATA)
     args = parser.parse_args()
     python = dc.venv_python(args.data / "venv-img2dataset")
     corpus = dc.ensure_corpus(args.data, 2000, dc.ensure_sources(args.data, python))
@@ -87,11 +86,6 @@ def main() -> int:
     def pillow(resample):
         return lambda d: d[0].resize(d[1], resample, box=d[2], reducing_gap=resize.REDUCING_GAP)
 
-    def encode(img):
-        buffer = io.BytesIO()
-        img.save(buffer, "JPEG", quality=CFG.quality)
-        return buffer.getvalue()
-
     stages = {
         "MD5 of the body": (lambda b: hashlib.md5(b).digest(), bodies),
         "open: header + EXIF": (lambda b: resize._exif_orientation(Image.open(io.BytesIO(b))),
@@ -99,12 +93,13 @@ def main() -> int:
         "decode, drafted (incl. open)": (drafted, bodies),
         "resample: Pillow bicubic (default)": (pillow(resize.RESAMPLE), decoded),
         "resample: Pillow bilinear": (pillow(Image.Resampling.BILINEAR), decoded),
-        "encode q95": (encode, [pillow(resize.RESAMPLE)(d) for d in decoded]),
+        "encode q95": (lambda img: resize._encode_jpeg(img, CFG.quality),
+                       [pillow(resize.RESAMPLE)(d) for d in decoded]),
     }  # fmt: skip
     best = dict.fromkeys(stages, math.inf)
     for _ in range(args.passes):
         for name, (fn, items) in stages.items():
-            best[name] = min(best[name], timed(fn, items)[0])
+            best[name] = min(best[name], cpu_ms(fn, items))
     cost = subprocess.run([sys.executable, "-c", IMPORT_TORCH], capture_output=True, text=True)
     import_s, import_kb = cost.stdout.split()
     torch_resample = torch_resampler()
@@ -112,10 +107,8 @@ def main() -> int:
     exact_ms = dict.fromkeys(on_exact, math.inf)
     for _ in range(args.passes):
         for name, fn in on_exact.items():
-            exact_ms[name] = min(exact_ms[name], timed(fn, exact)[0])
-    fidelity = [
-        psnr(np.asarray(pillow(resize.RESAMPLE)(d)), np.asarray(torch_resample(d))) for d in exact
-    ]
+            exact_ms[name] = min(exact_ms[name], cpu_ms(fn, exact))
+    fidelity = [psnr(pillow(resize.RESAMPLE)(d), torch_resample(d)) for d in exact]
 
     mb = np.mean([len(b) for b in bodies]) / 1e6
     print(f"{len(bodies)} photos (every {args.stride}th), {mb:.2f} MB on average;"
