@@ -37,8 +37,8 @@ JPEG = b"\xff\xd8\xff" + bytes(30_000)  # the size of a 256-px q95 photo; never 
 
 def instant(image_id, body, check, rotation, cfg):
     """A worker that does nothing: verdict ok, a fixed 'resized' JPEG."""
-    from openimages_pipe.download_records import Reason, Resized
-    from openimages_pipe.verify import Verdict
+    from openimages_pipe.download.records import Reason, Resized
+    from openimages_pipe.download.verify import Verdict
 
     return Verdict(Reason.OK, True, check.expected_md5), Resized(
         image_id, Reason.OK, JPEG, 341, 256, 4000, 3000
@@ -46,7 +46,8 @@ def instant(image_id, body, check, rotation, cfg):
 
 
 def child_event_loop(csv_path: str, out: str) -> None:
-    from openimages_pipe import cli, download
+    from openimages_pipe import cli
+    from openimages_pipe.download import pipeline as download
 
     download.check_and_resize = instant  # the workers import this module to find `instant`
     sys.argv = ["oi-pipe", "download", csv_path, "--out", out, *bench.OI_FLAGS]
@@ -56,10 +57,10 @@ def child_event_loop(csv_path: str, out: str) -> None:
 def _fetching_worker(rows: list[dict], results, concurrency: int) -> None:
     import aiohttp
 
-    from openimages_pipe.download_records import Md5Mode, Source
-    from openimages_pipe.resize import ResizeConfig
-    from openimages_pipe.verify import Check
-    from openimages_pipe.worker import check_and_resize
+    from openimages_pipe.download.records import Md5Mode, Source
+    from openimages_pipe.download.resize import ResizeConfig
+    from openimages_pipe.download.verify import Check
+    from openimages_pipe.download.worker import check_and_resize
 
     pillow = ThreadPoolExecutor(1)
     cfg = ResizeConfig(image_size=bench.IMAGE_SIZE, quality=bench.QUALITY)
@@ -140,7 +141,7 @@ def main() -> int:
         {"event-loop": child_event_loop, "worker-fetch": child_worker_fetch}[mode](csv_path, out)
         return 0
 
-    from openimages_pipe.world_server import ServeConfig, WorldServer
+    from openimages_pipe.world.server import ServeConfig, WorldServer
 
     python = dc.venv_python(args.data / "venv-img2dataset")
     corpus = dc.ensure_corpus(args.data, 2000, dc.ensure_sources(args.data, python))

@@ -234,7 +234,7 @@ def run_command(cmd: list[str], log: Path, timeout: float) -> dict:
 
 
 def oi_pipe_ok(out: Path) -> tuple[int, dict]:
-    from openimages_pipe import manifest
+    from openimages_pipe.download import manifest
 
     frame = manifest.load_all(out)
     reasons = dict(frame.group_by("reason").len().iter_rows()) if frame.height else {}
@@ -292,8 +292,8 @@ def run_img2dataset(
 def ceiling(files: list[Path], repeat: int) -> dict:
     """oi-pipe's resize_image on every corpus file in this process: images per CPU-second and per
     wall-second of one core (reading the file is outside the clocks)."""
-    from openimages_pipe.download_records import Reason
-    from openimages_pipe.resize import ResizeConfig, resize_image
+    from openimages_pipe.download.records import Reason
+    from openimages_pipe.download.resize import ResizeConfig, resize_image
 
     cfg = ResizeConfig(image_size=IMAGE_SIZE, quality=QUALITY)
     passes = []
@@ -513,7 +513,7 @@ def main() -> int:
         flush=True,
     )
 
-    from openimages_pipe.world_server import ServeConfig, WorldServer
+    from openimages_pipe.world.server import ServeConfig, WorldServer
 
     work = data / "runs"
     shutil.rmtree(work, ignore_errors=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from openimages_pipe import releases
+from openimages_pipe import packaged
 
 TRAIN_IMAGES, TRAIN_LABELS = 9_011_219, 79_156_606
 VAL_IMAGES, VAL_LABELS = 167_056, 2_047_758
@@ -172,7 +172,7 @@ def generate(out: Path, scale: float, seed: int) -> dict[str, int]:
         "train": [i for i, v in zip(all_ids, is_val, strict=True) if not v],
         "validation": [i for i, v in zip(all_ids, is_val, strict=True) if v],
     }
-    dict_mids = pl.read_csv(releases.dict_csv_path(), has_header=False).to_series(0)
+    dict_mids = pl.read_csv(packaged.dict_csv(), has_header=False).to_series(0)
     mids = pl.Series(rng.permutation(dict_mids.to_numpy())[:CLASSES])  # rank order = popularity
     p = 1.0 / (np.arange(CLASSES) + ZIPF_OFFSET)
     p /= p.sum()
@@ -201,7 +201,7 @@ def generate(out: Path, scale: float, seed: int) -> dict[str, int]:
                 out / "human_ann_2016_08/validation/labels.csv",
                 label_rows(subset_ids, pairs, mids, "human", lambda c: c["v"].cast(pl.String)),
             )
-    shutil.copyfile(releases.dict_csv_path(), out / "dict.csv")
+    shutil.copyfile(packaged.dict_csv(), out / "dict.csv")
     write_manifest(out / "download" / "manifest.parquet", all_ids, rng)
     return {
         "train_images": n_train,

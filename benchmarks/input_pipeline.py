@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from resize_speed import photo_like  # benchmarks/ is on sys.path when run as a script
 
-from nlc_model import crops, shards
-from nlc_model.backbone import Backbone, BackboneSpec
+from nlc_model.images import crops, shards
+from nlc_model.images.backbone import Backbone, BackboneSpec
 from nlc_model.models import Classifier, ClassifierConfig
-from openimages_pipe.resize import ResizeConfig, resize_image
-from openimages_pipe.shard_writer import ParquetShardWriter, ShardRecord
+from openimages_pipe.download.resize import ResizeConfig, resize_image
+from openimages_pipe.download.shard_writer import ParquetShardWriter, ShardRecord
 
 CLASSES = 600  # d of h in the model step (Open Images V4's boxable classes: a middle size)
 

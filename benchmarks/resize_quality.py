@@ -27,8 +27,8 @@ import download_corpus as dc
 import numpy as np
 from PIL import Image
 
-from openimages_pipe import resize
-from openimages_pipe.resize import ResizeConfig, resize_image
+from openimages_pipe.download import resize
+from openimages_pipe.download.resize import ResizeConfig, resize_image
 
 SIZE, QUALITY = 256, 95
 I2D_WRITE = """

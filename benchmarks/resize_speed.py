@@ -25,8 +25,8 @@ import time
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from openimages_pipe import resize
-from openimages_pipe.resize import ResizeConfig, resize_image
+from openimages_pipe.download import resize
+from openimages_pipe.download.resize import ResizeConfig, resize_image
 
 SIZES = [(640, 480), (1024, 768), (1600, 1200), (2400, 1500), (3264, 2448), (4000, 3000)]
 VARIANTS = {"full": 1e9, "gap 2": 2.0, "draft": resize.DRAFT_GAP}  # DRAFT_GAP for each

@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 from resize_quality import psnr
 
-from openimages_pipe import resize
-from openimages_pipe.resize import ResizeConfig
+from openimages_pipe.download import resize
+from openimages_pipe.download.resize import ResizeConfig
 
 CFG = ResizeConfig(image_size=256, quality=95)
 IMPORT_TORCH = (

@@ -16,19 +16,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from openimages_pipe import (
-    download,
-    inspect_files,
-    splits,
-    stats,
-    status,
-    world_layout,
-    world_make,
-    world_server,
-)
-from openimages_pipe.download_input import InputConfig
-from openimages_pipe.fetch import FetchConfig
-from openimages_pipe.reader import FileKind
+from openimages_pipe.download import pipeline as download
+from openimages_pipe.download import status
+from openimages_pipe.download.fetch import FetchConfig
+from openimages_pipe.download.tasks import InputConfig
+from openimages_pipe.formats import inspect_files
+from openimages_pipe.formats.reader import FileKind
+from openimages_pipe.splits import build as splits
+from openimages_pipe.splits import stats
+from openimages_pipe.world import layout as world_layout
+from openimages_pipe.world import make as world_make
+from openimages_pipe.world import server as world_server
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,7 @@ def run(cfg: DemoConfig) -> dict:
 
     console.rule("5. build-splits: T and V of what was downloaded, V split 1/4 - 3/4")
     # a tiny world has a few hundred images: V1's 20/50-image thresholds would keep no class
-    split_cfg = splits.world_config(
+    split_cfg = world_layout.splits_config(
         root, root / "splits", downloaded=root / "download", min_train_images=1, min_val_images=1
     )
     split_summary = splits.run(split_cfg)
@@ -117,7 +115,8 @@ def _learn(root: Path, console: Console) -> dict[str, dict]:
     enough for the label-cleaning network to show its effect (measured: nlc-joint above baseline
     on AP_all by 6-8 points on the 1,000-image world).
     """
-    from nlc_model import embed, train, train_backbone
+    from nlc_model import train
+    from nlc_model.images import embed, train_backbone
 
     console.rule("6. train --stage backbone: f and h on T's noisy labels, from the shards")
     backbone = train_backbone.BackboneConfig(

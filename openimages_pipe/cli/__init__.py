@@ -1,0 +1,112 @@
+"""The `oi-pipe` command line: the typer app, and the order its commands are listed in.
+
+One thin typer command per job, each building a frozen config: `inspect` and `demo` here, the
+others in a `cli.*` module per family (download, splits, learn, world). What a command runs is
+imported inside it, so that `oi-pipe --help` stays fast and commands that do not train never import
+torch. Bad input (an `InputError`) becomes one line on stderr that names the file, the line and the
+value, and exit code 1 (`cli.common.guarded`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from openimages_pipe import __version__
+from openimages_pipe.cli import download as cli_download
+from openimages_pipe.cli import learn as cli_learn
+from openimages_pipe.cli import splits as cli_splits
+from openimages_pipe.cli import world as cli_world
+from openimages_pipe.cli.common import guarded
+
+app = typer.Typer(
+    name="oi-pipe",
+    help="Rebuild Open Images from its URL lists and learn from its noisy labels.",
+    rich_markup_mode="markdown",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"oi-pipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Rebuild Open Images from its URL lists and learn from its noisy labels."""
+
+
+def inspect_cmd(
+    files: Annotated[
+        list[Path], typer.Argument(help="Open Images CSV files (images, labels, class files).")
+    ],
+    validate: Annotated[
+        bool,
+        typer.Option(help="Scan every row and stop at the first bad value (file, line, value)."),
+    ] = True,
+) -> None:
+    """Tell what each Open Images CSV is: its kind, the releases that wrote it, its rows.
+
+    The kind and release come from the header (or its absence); with --validate every row is read
+    once, streaming, and the first bad ImageID, Confidence, OriginalSize or Rotation is reported
+    with its file and line.
+    """
+    from openimages_pipe.formats import inspect_files as command
+
+    guarded(lambda: command.run(command.InspectConfig(tuple(files), validate)))
+
+
+def demo_cmd(
+    out: Annotated[
+        Path | None,
+        typer.Argument(help="Directory for the demo world; default: a temporary one."),
+    ] = None,
+    images: Annotated[int, typer.Option(min=10, help="Number of images in the world.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the world and of its faults.")] = 0,
+    faults: Annotated[str, typer.Option(help="Fault mix the server injects.")] = "flickr",
+    learn: Annotated[
+        bool, typer.Option(help="Also train f, embed, and run the five variants (CPU).")
+    ] = True,
+) -> None:
+    """Run everything that exists on an offline world, with no internet.
+
+    Makes a world, serves it on 127.0.0.1 with realistic faults, probes its URLs and reads every
+    CSV back through the reader, printing what each stage produced.
+    """
+    from openimages_pipe import demo
+
+    cfg = demo.DemoConfig(out=out, images=images, seed=seed, faults=faults, learn=learn)
+    guarded(lambda: demo.run(cfg))
+
+
+# In `--help`, in the order a user meets them: the demo, the three jobs with their companions,
+# then the tools around them.
+app.command("demo")(demo_cmd)
+app.command("download")(cli_download.download_cmd)
+app.command("status")(cli_download.status_cmd)
+app.command("build-splits")(cli_splits.build_splits_cmd)
+app.command("stats")(cli_splits.stats_cmd)
+app.command("train")(cli_learn.train_cmd)
+app.command("embed")(cli_learn.embed_cmd)
+app.command("evaluate")(cli_learn.evaluate_cmd)
+app.command("clean-labels")(cli_learn.clean_labels_cmd)
+app.command("inspect")(inspect_cmd)
+app.add_typer(cli_world.world_app, name="world")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

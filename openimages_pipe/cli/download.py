@@ -1,0 +1,170 @@
+"""The `download` and `status` commands: typer options in, a frozen DownloadConfig out.
+
+Registered on the app by `cli.py`. Heavy modules (aiohttp, polars, Pillow) are imported only
+when a command runs, so `oi-pipe download --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from openimages_pipe.cli.common import guarded
+from openimages_pipe.download.records import Md5Mode, OutputFormat, ResizeMode, Source
+from openimages_pipe.errors import InputError
+
+MIRROR_DEFAULT = "https://open-images-dataset.s3.amazonaws.com/{subset}/{image_id}.jpg"
+# One event loop costs ~2.5-3 ms of CPU per 1.2 MB original and a worker ~20 ms: past ~8 workers
+# the loop, not the decoding, sets the pace (benchmarks/download_architecture.py).
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (Slurm's and taskset's limits included), at most 8."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_DEFAULT_WORKERS, usable or 1))
+
+
+def parse_sources(text: str) -> tuple[Source, ...]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    valid = ", ".join(s.value for s in Source)
+    bad = [n for n in names if n not in {s.value for s in Source}]
+    if bad or not names or len(set(names)) != len(names):
+        shown = bad[0] if bad else text
+        raise InputError(f"--sources takes a comma-separated order of: {valid}", value=shown)
+    return tuple(Source(n) for n in names)
+
+
+def download_cmd(
+    csvs: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="Open Images images CSVs.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (shards, manifest).")],
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Parquet shards or JPEG files.")
+    ] = OutputFormat.PARQUET,
+    image_size: Annotated[int, typer.Option(min=8, help="Target size in pixels.")] = 256,
+    resize_mode: Annotated[
+        ResizeMode,
+        typer.Option(
+            help="keep-ratio: shorter side to --image-size; longer-side; center-crop; none."
+        ),
+    ] = ResizeMode.KEEP_RATIO,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality of output.")] = 95,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Verify/decode/resize processes. Default: the CPUs this process may use, at most "
+            f"{MAX_DEFAULT_WORKERS} (one event loop feeds about that many; run more shares "
+            "beyond).",
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight, in all.")] = 64,
+    per_host: Annotated[int, typer.Option(min=1, help="Requests in flight per host.")] = 16,
+    sources: Annotated[
+        str, typer.Option(help="Sources to try, in order: original,thumbnail,mirror.")
+    ] = "original,thumbnail,mirror",
+    mirror_url: Annotated[
+        str, typer.Option(help="Mirror URL template with {subset} and {image_id}.")
+    ] = MIRROR_DEFAULT,
+    md5: Annotated[
+        Md5Mode,
+        typer.Option(
+            help="strict: a size/MD5 mismatch rejects the original; lenient: keep it "
+            "unverified; off: no check."
+        ),
+    ] = Md5Mode.STRICT,
+    subset: Annotated[
+        list[str] | None, typer.Option(help="Only rows of this subset (repeatable).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
+    ids: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Only these ImageIDs (a file, one per line)."
+        ),
+    ] = None,
+    shard_index: Annotated[int, typer.Option(min=0, help="This process's share (0-based).")] = 0,
+    num_shards: Annotated[
+        int, typer.Option(min=1, help="Number of shares: int(ImageID, 16) % N picks the share.")
+    ] = 1,
+    retries: Annotated[int, typer.Option(min=0, help="Retries per source, transient only.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Seconds for one request, in all.")] = 120.0,
+    first_byte_timeout: Annotated[float, typer.Option(help="Seconds to wait for data.")] = 20.0,
+    max_mb: Annotated[float, typer.Option(help="Largest response body accepted, in MB.")] = 64.0,
+    retry_missing: Annotated[
+        bool, typer.Option(help="Also retry images that were permanently missing.")
+    ] = False,
+    allow_private_addresses: Annotated[
+        bool, typer.Option(help="Allow URLs on private/loopback addresses (for local servers).")
+    ] = False,
+    user_agent: Annotated[str | None, typer.Option(help="User-Agent header.")] = None,
+    rows_per_shard: Annotated[int, typer.Option(min=1, help="Images per Parquet shard.")] = 1000,
+    quiet: Annotated[bool, typer.Option(help="Log lines instead of a live display.")] = False,
+) -> None:
+    """Download Open Images from its CSVs: verified, resized, sharded, resumable.
+
+    Tries OriginalURL, then Thumbnail300KURL, then the mirror by ImageID; checks OriginalSize and
+    OriginalMD5, detects Flickr's placeholder, and records every image's fate in
+    DIR/manifest.parquet. A rerun skips what is done, retries what may recover (and, with
+    --retry-missing, what was missing). Ctrl-C stops within seconds and keeps what finished.
+    """
+    from openimages_pipe.download import pipeline as download
+    from openimages_pipe.download import status
+    from openimages_pipe.download.fetch import FetchConfig
+    from openimages_pipe.download.resize import ResizeConfig
+    from openimages_pipe.download.tasks import InputConfig
+
+    def build_and_run() -> None:
+        if shard_index >= num_shards:
+            raise InputError("--shard-index must be below --num-shards", value=str(shard_index))
+        fetch = FetchConfig(
+            concurrency=concurrency,
+            per_host=per_host,
+            retries=retries,
+            total_timeout=timeout,
+            first_byte_timeout=first_byte_timeout,
+            max_bytes=int(max_mb * 2**20),
+            md5=md5,
+            allow_private=allow_private_addresses,
+            **({"user_agent": user_agent} if user_agent else {}),
+        )
+        cfg = download.DownloadConfig(
+            out=out,
+            input=InputConfig(
+                csvs=tuple(csvs),
+                subsets=tuple(subset or ()),
+                ids_file=ids,
+                limit=limit,
+                share_index=shard_index,
+                share_count=num_shards,
+                sources=parse_sources(sources),
+                mirror_template=mirror_url,
+            ),
+            fetch=fetch,
+            resize=ResizeConfig(mode=resize_mode, image_size=image_size, quality=quality),
+            format=output_format,
+            rows_per_shard=rows_per_shard,
+            workers=workers or default_workers(),
+            retry_missing=retry_missing,
+            quiet=quiet,
+        )
+        download.run(cfg)
+        status.run(status.StatusConfig(out))
+
+    guarded(build_and_run)
+
+
+def status_cmd(
+    out: Annotated[Path, typer.Argument(help="A download directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """What a download directory holds: counts by status, reason and source, and what the last
+    run changed (recovered, newly missing)."""
+    from openimages_pipe.download import status
+
+    guarded(lambda: status.run(status.StatusConfig(out, as_json)))

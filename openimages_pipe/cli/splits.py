@@ -1,0 +1,99 @@
+"""The `build-splits` and `stats` commands: typer options in, a frozen config out.
+
+Registered on the app by `cli.py`; polars is imported only when one of them runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from openimages_pipe.cli.common import guarded
+
+
+def build_splits_cmd(
+    images: Annotated[
+        list[Path],
+        typer.Option(help="Images CSV of any release (needs Subset); repeat the option per file."),
+    ],
+    machine_labels: Annotated[
+        list[Path], typer.Option(help="Machine image-level labels CSV; repeat per file.")
+    ],
+    human_labels: Annotated[
+        list[Path],
+        typer.Option(help="Human-verified image-level labels CSV; repeat per file."),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the Parquet files and splits.json.")],
+    classes: Annotated[
+        Path | None,
+        typer.Option(
+            help="Vocabulary: a labelmap or trainable-classes list (one MID a line) or a "
+            "class-descriptions file. Default: the V1 rule, from the data."
+        ),
+    ] = None,
+    class_names: Annotated[
+        Path | None,
+        typer.Option(help="Display names: dict.csv or class-descriptions (header or not)."),
+    ] = None,
+    downloaded: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False, help="A download folder: keep only images its manifest says ok."
+        ),
+    ] = None,
+    clean_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of V that goes to V_train.")
+    ] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of the V_train / V_eval hash.")] = 0,
+    min_confidence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Drop machine labels below this confidence.")
+    ] = 0.0,
+    min_train_images: Annotated[
+        int,
+        typer.Option(min=0, help="V1 rule: training images with a machine label of the class."),
+    ] = 20,  # vocabulary.V1_MIN_TRAIN_IMAGES (not imported: it would import polars)
+    min_val_images: Annotated[
+        int, typer.Option(min=0, help="V1 rule: V images verified to show the class.")
+    ] = 50,  # vocabulary.V1_MIN_VAL_IMAGES
+) -> None:
+    """Build the noisy set T and the verified set V as Parquet, V split 1/4 - 3/4.
+
+    T: training images with their machine labels. V: validation and test images with at least one
+    human verification, carrying both their machine labels and the verdicts (Confidence 1: present,
+    0: absent, never a positive). An image's side of V is a hash of (seed, ImageID), stable when
+    other images rot away. Repeated labels merge (highest confidence wins); unknown MIDs and
+    images missing from the images CSV are dropped and counted in splits.json.
+    """
+    from openimages_pipe.splits import build as command
+
+    cfg = command.SplitsConfig(
+        images=tuple(images), machine_labels=tuple(machine_labels),
+        human_labels=tuple(human_labels), out=out, classes=classes, class_names=class_names,
+        downloaded=downloaded, clean_fraction=clean_fraction, seed=seed,
+        min_confidence=min_confidence, min_train_images=min_train_images,
+        min_val_images=min_val_images,
+    )  # fmt: skip
+    summary = guarded(lambda: command.run(cfg))
+    typer.echo(command.describe(summary))
+
+
+def stats_cmd(
+    splits: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="A `build-splits` folder.")
+    ],
+    figures: Annotated[
+        Path | None, typer.Option(help="Folder for the PNG figures; default SPLITS/figures.")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="Rows in each per-class table.")] = 10,
+) -> None:
+    """Statistics of a splits folder, as tables and PNG figures.
+
+    The sets and every drop; class frequency (the long tail, log scale); the machine labels'
+    precision measured on V, overall, by confidence and per class; and, when built with a
+    download manifest, the classes that lost the largest share of their images to link rot.
+    """
+    from openimages_pipe.splits import stats as command
+
+    guarded(lambda: command.run(command.StatsConfig(splits=splits, figures=figures, top=top)))

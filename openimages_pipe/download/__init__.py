@@ -1,0 +1,22 @@
+"""`oi-pipe download`: images CSVs in; verified, resized images in shards and a manifest out.
+
+One module per stage, in the order an image goes through them, then the wiring:
+
+- `records`: the small typed records the stages pass and their closed vocabularies (status,
+  reason, source, resize mode).
+- `tasks`: the read stage, images CSVs -> the `ImageTask`s still to do (resume, retry, shares).
+- `host_gate`: which hosts may be reached, and how fast (admission, per-host limits, Retry-After).
+- `fetch`: an `ImageTask` in, a `Fetched` out, over one aiohttp session; sources tried in order.
+- `spool`: where a body waits between the socket and the worker process that judges it.
+- `verify`: pure checks of a body (size, MD5, Flickr's placeholders).
+- `worker`: what a worker process does with one body: `verify`, then `resize`.
+- `resize`: Pillow, synchronous, in worker processes: bytes -> an upright, resized JPEG.
+- `shard_writer`: resized images -> Parquet shards or JPEG files, atomically.
+- `manifest`: one row per ImageID saying what became of it; the journal of the run under way.
+- `run_record`: what one run did: its tally and its record file.
+- `progress`: the live display (images/s, MB/s, ETA) or quiet log lines.
+- `pipeline`: `run(DownloadConfig)`, wiring the stages and nothing else.
+- `status`: `oi-pipe status`, what a download folder holds.
+
+`resize` and `worker` never import aiohttp; nothing here imports torch, nlc_model or the world.
+"""

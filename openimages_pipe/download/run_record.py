@@ -1,0 +1,205 @@
+"""What one download run did: manifest rows, the run's tally, its record file, and its hygiene.
+
+Owns turning a Fetched outcome into a manifest row (carrying first_seen, attempts and last_ok over
+from earlier runs), counting what changed (recovered, newly missing), the one-process-per-share
+lock, removing shards that a killed run wrote but never recorded, and `DIR/runs/*.json`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import enum
+import fcntl
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from openimages_pipe.download import manifest, shard_writer
+from openimages_pipe.download.manifest import Share
+from openimages_pipe.download.records import Fetched, Reason, Status
+from openimages_pipe.errors import InputError
+
+INVALID_EXAMPLES = 20
+
+
+def new_run_id() -> str:
+    return manifest.now().strftime("%Y%m%dT%H%M%SZ")
+
+
+def manifest_row(
+    fetched: Fetched,
+    reason: Reason,
+    shard: str | None,
+    prior: dict | None,
+) -> dict:
+    """The manifest row of one outcome."""
+    now = manifest.now()
+    prior = prior or {}
+    ok = reason is Reason.OK
+    return {
+        "image_id": fetched.image_id,
+        "status": reason.status.value,
+        "reason": reason.value,
+        "http_status": fetched.http_status,
+        "url": fetched.url,
+        "source": fetched.source.value if fetched.source else None,
+        "attempts": (prior.get("attempts") or 0) + fetched.attempts,
+        "bytes": fetched.size,
+        "shard": shard if ok else None,
+        "md5": fetched.md5,
+        "verified": fetched.verified if ok else False,
+        "first_seen": prior.get("first_seen") or now,
+        "last_attempt": now,
+        "last_ok": now if ok else prior.get("last_ok"),
+    }
+
+
+@dataclasses.dataclass
+class RunTally:
+    """Counts of this run, updated as rows are recorded."""
+
+    status: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    reason: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    source: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    bytes: int = 0
+    recovered: int = 0
+    newly_missing: int = 0
+    invalid_ids: int = 0
+    invalid_examples: list[str] = dataclasses.field(default_factory=list)
+
+    def count(self, row: dict, prior: dict | None) -> None:
+        self.status[row["status"]] += 1
+        self.reason[row["reason"]] += 1
+        if row["status"] == Status.OK:
+            self.source[row["source"]] += 1
+            self.bytes += row["bytes"] or 0
+        before = (prior or {}).get("status")
+        if row["status"] == Status.OK and before in (Status.MISSING, Status.FAILED):
+            self.recovered += 1
+        if row["status"] == Status.MISSING and before != Status.MISSING:
+            self.newly_missing += 1
+
+    def invalid(self, image_ids: list[str]) -> None:
+        self.invalid_ids += len(image_ids)
+        room = INVALID_EXAMPLES - len(self.invalid_examples)
+        self.invalid_examples.extend(image_ids[: max(room, 0)])
+
+    @property
+    def done(self) -> int:
+        return sum(self.status.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    record: Path
+    tally: RunTally
+    seconds: float
+    stopped: bool
+    totals: dict[str, int]  # the whole manifest by status, after this run
+
+
+@contextmanager
+def share_lock(out: Path, share: Share) -> Iterator[None]:
+    """One process per share and output directory: two would write the same shards."""
+    path = out / f".lock-{share.name}"
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            message = f"another download of share {share.name} is running here"
+            raise InputError(message, out) from None
+        yield
+
+
+def remove_orphans(out: Path, share: Share, prior: pl.DataFrame) -> list[Path]:
+    """Delete what a killed run wrote but never recorded: shards, their JPEGs, temporary files.
+
+    A Parquet shard is kept when the manifest names it. In JPEG mode the manifest names each file,
+    so a sidecar is kept when any of its images is ok, and the files of an orphan sidecar whose
+    images are not ok go with it.
+    """
+    ok = prior.filter(pl.col("status") == Status.OK)
+    referenced = set(ok["shard"].drop_nulls().to_list())
+    ok_ids: set[str] | None = None
+    removed: list[Path] = []
+    for path in sorted((out / "shards").glob(f"{share.name}-*.parquet")):
+        if path.relative_to(out).as_posix() in referenced:
+            continue
+        if "path" in pq.read_schema(path).names:  # a JPEG sidecar
+            ok_ids = set(ok["image_id"].to_list()) if ok_ids is None else ok_ids
+            ids = shard_writer.shard_image_ids(path)
+            if any(i in ok_ids for i in ids):
+                continue
+            removed += _unlink(out / shard_writer.jpeg_path(i) for i in ids)
+        removed += _unlink([path])
+    removed += _unlink((out / "shards").glob(".*.tmp-*"))
+    removed += _unlink((out / ".journal" / share.name).glob(".*.tmp-*"))
+    return removed
+
+
+def _unlink(paths: Iterable[Path]) -> list[Path]:
+    gone = []
+    for path in paths:
+        if path.is_file():
+            path.unlink()
+            gone.append(path)
+    return gone
+
+
+def jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path | enum.Enum):
+        return str(value.value if isinstance(value, enum.Enum) else value)
+    return value
+
+
+def finish(
+    cfg: Any, run_id: str, tally: RunTally, merged: pl.DataFrame, stopped: bool
+) -> RunSummary:
+    """Write `DIR/runs/<run>-<share>.json`: the resolved config, the tally and the totals."""
+    started = dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    seconds = (manifest.now() - started).total_seconds()
+    totals = dict(merged.group_by("status").len().iter_rows())
+    record = {
+        "run_id": run_id,
+        "share": cfg.share.name,
+        "finished": manifest.now().isoformat(),
+        "seconds": seconds,
+        "stopped_early": stopped,
+        "config": jsonable(cfg),
+        "this_run": {
+            "images": tally.done,
+            "status": dict(tally.status),
+            "reason": dict(tally.reason),
+            "source": dict(tally.source),
+            "bytes": tally.bytes,
+            "recovered": tally.recovered,
+            "newly_missing": tally.newly_missing,
+            "invalid_image_ids": tally.invalid_ids,
+            "invalid_examples": tally.invalid_examples,
+        },
+        "manifest_totals": totals,
+    }
+    path = cfg.out / "runs" / f"{run_id}-{cfg.share.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+    return RunSummary(run_id, path, tally, seconds, stopped, totals)
+
+
+def latest_record(out: Path) -> dict | None:
+    records = sorted((out / "runs").glob("*.json"))
+    return json.loads(records[-1].read_text(encoding="utf-8")) if records else None

@@ -1,0 +1,91 @@
+"""`oi-pipe status DIR`: what a download holds, what died, and what the last run changed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from rich.console import Console, Group
+from rich.table import Table
+
+from openimages_pipe.download import manifest, run_record
+from openimages_pipe.errors import InputError
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    out: Path
+    as_json: bool = False
+
+
+def summarise(out: Path) -> dict:
+    """Counts by status, reason and source, bytes, and the last run's changes, as plain data."""
+    if not manifest.all_manifest_files(out):
+        raise InputError("no download manifest here (run `oi-pipe download` first)", out)
+    rows = manifest.load_all(out)
+    ok = rows.filter(pl.col("status") == "ok")
+
+    def counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
+        grouped = frame.group_by(column).len().sort("len", descending=True)
+        return {str(k): int(n) for k, n in grouped.iter_rows()}
+
+    last = run_record.latest_record(out)
+    return {
+        "images": rows.height,
+        "status": counts(rows, "status"),
+        "reason": counts(rows, "reason"),
+        "source": counts(ok, "source"),
+        "verified": int(ok["verified"].sum()),
+        "bytes_ok": int(ok["bytes"].sum() or 0),
+        "last_run": None
+        if last is None
+        else {
+            "run_id": last["run_id"],
+            "finished": last["finished"],
+            "stopped_early": last["stopped_early"],
+            **{k: last["this_run"][k] for k in ("images", "recovered", "newly_missing")},
+            "invalid_image_ids": last["this_run"]["invalid_image_ids"],
+        },
+    }
+
+
+def _table(title: str, counts: dict[str, int], total: int) -> Table:
+    table = Table("value", "images", "share", title=title)
+    for key, n in counts.items():
+        table.add_row(key, f"{n:,}", f"{n / max(total, 1):.1%}")
+    return table
+
+
+def render(summary: dict) -> Group:
+    total = summary["images"]
+    parts = [
+        _table("status", summary["status"], total),
+        _table("reason", summary["reason"], total),
+        _table("source of the ok images", summary["source"], total),
+        f"{summary['verified']:,} ok images verified by size and MD5; "
+        f"{summary['bytes_ok'] / 1e6:,.1f} MB fetched for them",
+    ]
+    last = summary["last_run"]
+    if last:
+        parts.append(
+            f"last run {last['run_id']}: {last['images']:,} images, {last['recovered']:,} "
+            f"recovered, {last['newly_missing']:,} newly missing"
+            + (", stopped early" if last["stopped_early"] else "")
+            + (
+                f", {last['invalid_image_ids']:,} rows with an invalid ImageID skipped"
+                if last["invalid_image_ids"]
+                else ""
+            )
+        )
+    return Group(*parts)
+
+
+def run(cfg: StatusConfig) -> dict:
+    summary = summarise(cfg.out)
+    if cfg.as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        Console().print(render(summary))
+    return summary

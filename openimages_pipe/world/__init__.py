@@ -1,0 +1,17 @@
+"""The offline Open Images world: a fixture and demo, never imported by the pipeline.
+
+`world make` writes a small, realistic world in the official formats; `world serve` serves it on
+127.0.0.1 with Flickr's and S3's real failure modes. Modules, in the order a world is made and
+served:
+
+- `layout`: where every file of a world lives and what its URLs look like.
+- `classes`: the class hierarchy and what each class looks like.
+- `quota`: fixed quotas for the rare cases, so that even a tiny world shows each of them.
+- `labels`: machine labels like a real classifier's, and their human verification.
+- `flickr`: the Flickr side of each photo: author, title, IDs and URLs.
+- `render`: the procedural images, pure Pillow, deterministic from a per-image seed.
+- `make`: `world make`, writing all of it.
+- `faults`: which image fails and how: seeded, pure fault injection.
+- `responses`: what the server sends for each fault.
+- `server`: `world serve`, the world over HTTP.
+"""

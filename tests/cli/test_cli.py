@@ -1,0 +1,75 @@
+"""The command line: version, fast help without torch, and bad input as one line with exit 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from openimages_pipe import __version__
+from openimages_pipe.cli import app
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"oi-pipe {__version__}"
+
+
+def test_help_lists_only_working_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("inspect", "world", "demo", "train", "evaluate", "clean-labels"):
+        assert command in result.output.split("Commands")[-1]
+
+
+def test_help_lists_the_commands_in_the_order_a_user_meets_them() -> None:
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    rows = [line.strip("│ ").split() for line in result.output.split("Commands")[-1].splitlines()]
+    listed = [row[0] for row in rows if row and row[0][0].isalpha()]
+    assert listed == [
+        "demo", "download", "status", "build-splits", "stats", "train", "embed", "evaluate",
+        "clean-labels", "inspect", "world",
+    ]  # fmt: skip
+
+
+def test_cli_does_not_import_torch() -> None:
+    heavy = "('torch', 'torchvision', 'polars', 'aiohttp', 'PIL')"
+    code = f"import sys, openimages_pipe.cli; print(sorted(set(sys.modules) & set({heavy})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_bad_csv_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "labels.csv"
+    bad.write_text("ImageID,Source,LabelName,Confidence\n000002b66c9c498e,machine,/m/01,7\n")
+    result = runner.invoke(app, ["inspect", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:2:" in result.output and "'7'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_inspect_reports_kind_and_rows(tmp_path: Path) -> None:
+    good = tmp_path / "labels.csv"
+    good.write_text("ImageID,Source,LabelName,Confidence\n000002b66c9c498e,human,/m/01,1\n")
+    result = runner.invoke(app, ["inspect", str(good)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "human_labels" in result.output and "v1" in result.output
+
+
+def test_download_workers_default_to_the_usable_cpus_at_most_eight(monkeypatch) -> None:
+    import os
+
+    from openimages_pipe.cli import download as cli_download
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    assert cli_download.default_workers() == cli_download.MAX_DEFAULT_WORKERS == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)  # taskset -c 3
+    assert cli_download.default_workers() == 1
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert cli_download.default_workers() == 4

@@ -1,0 +1,80 @@
+"""worker.check_and_resize: the verdict first, and a decode only for a body that passed."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from openimages_pipe.download import worker
+from openimages_pipe.download.records import Md5Mode, Reason, Source
+from openimages_pipe.download.resize import ResizeConfig
+from openimages_pipe.download.spool import Spools
+from openimages_pipe.download.verify import Check, md5_b64
+
+URL = "http://127.0.0.1/photo.jpg"
+
+
+def jpeg(size=(640, 480)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 40)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def check(body: bytes, **kw) -> Check:
+    fields = {"expected_size": len(body), "expected_md5": md5_b64(body)} | kw
+    return Check(Source.ORIGINAL, URL, Md5Mode.STRICT, **fields)
+
+
+def test_a_verified_body_is_resized() -> None:
+    body = jpeg()
+    verdict, resized = worker.check_and_resize("a", body, check(body), None, ResizeConfig())
+    assert (verdict.reason, verdict.verified, verdict.md5) == (Reason.OK, True, md5_b64(body))
+    assert resized is not None and resized.reason is Reason.OK
+    assert (resized.width, resized.height) == (341, 256)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"expected_md5": md5_b64(b"other")}, Reason.MD5_MISMATCH),
+        ({"expected_size": 1}, Reason.SIZE_MISMATCH),
+    ],
+)
+def test_a_rejected_body_is_never_decoded(monkeypatch, changes, reason) -> None:
+    decoded = []
+    monkeypatch.setattr(worker, "resize_image", lambda *a: decoded.append(a))
+    body = jpeg()
+    verdict, resized = worker.check_and_resize(
+        "a", body, check(body, **changes), None, ResizeConfig()
+    )
+    assert (verdict.reason, resized, decoded) == (reason, None, [])
+
+
+def test_a_known_placeholder_is_never_decoded() -> None:
+    body = jpeg((10, 10))
+    c = check(body, placeholder_md5s=frozenset({md5_b64(body)}))
+    verdict, resized = worker.check_and_resize("a", body, c, None, ResizeConfig())
+    assert (verdict.reason, resized) == (Reason.PLACEHOLDER, None)
+
+
+def test_a_body_that_passes_but_does_not_decode_is_a_decode_error() -> None:
+    body = jpeg()[:300]  # JPEG magic, truncated long before the pixels
+    verdict, resized = worker.check_and_resize("a", body, check(body), None, ResizeConfig())
+    assert verdict.reason is Reason.OK
+    assert resized is not None and resized.reason is Reason.DECODE_ERROR
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "memfd_create"), reason="memfd is Linux-only")
+def test_a_spooled_body_is_judged_like_its_bytes() -> None:
+    body = jpeg()
+    spools = Spools()
+    spool = spools.acquire()
+    spool.write(body[:1000])
+    spool.write(body[1000:])
+    verdict, resized = worker.check_and_resize("a", spool.ref(), check(body), 90.0, ResizeConfig())
+    spool.release()
+    spools.close()
+    assert (verdict.reason, verdict.md5) == (Reason.OK, md5_b64(body))
+    assert resized is not None and (resized.width, resized.height) == (256, 341)  # turned 90
