@@ -1,10 +1,18 @@
 """The `oi-pipe` command line: the typer app, and the order its commands are listed in.
 
-One thin typer command per job, each building a frozen config: `inspect` and `demo` here, the
-others in a `cli.*` module per family (download, splits, learn, world). What a command runs is
-imported inside it, so that `oi-pipe --help` stays fast and commands that do not train never import
-torch. Bad input (an `InputError`) becomes one line on stderr that names the file, the line and the
-value, and exit code 1 (`cli.common.guarded`).
+One thin typer command per job, each building the frozen config of what it runs and calling its
+`run(cfg)`. Modules, in the order a user meets the commands:
+
+- `__init__` (here): the app, `demo` and `inspect`, and the order of `--help`.
+- `download`: `download` and `status`.
+- `splits`: `build-splits` and `stats`.
+- `learn`: `train`, `embed`, `evaluate` and `clean-labels` (nlc_model, imported inside them).
+- `world`: `world make` and `world serve`.
+- `common`: what every command shares: an `InputError` becomes one line on stderr naming the
+  file, the line and the value, and exit code 1 (`guarded`).
+
+What a command runs is imported inside it, so that `oi-pipe --help` stays fast and loads none of
+polars, aiohttp, Pillow or torch. Only this package imports this package.
 """
 
 from __future__ import annotations

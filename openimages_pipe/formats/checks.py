@@ -11,16 +11,25 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import polars as pl
 
 from openimages_pipe.errors import InputError
 
-if TYPE_CHECKING:
-    from openimages_pipe.formats.reader import CsvInfo
-
 IMAGE_ID_PATTERN = r"^[0-9a-fA-F]{16}$"
+
+
+class CsvInfo(Protocol):
+    """What the checks need to know of a file: the reader's `CsvInfo` has it (and the reader
+    imports the checks, so they name its shape, not its class)."""
+
+    path: Path
+    has_header: bool
+    columns: tuple[str, ...]
+
+    @property
+    def normalised_columns(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
