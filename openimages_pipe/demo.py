@@ -20,6 +20,7 @@ from openimages_pipe.download import pipeline as download
 from openimages_pipe.download import status
 from openimages_pipe.download.fetch import FetchConfig
 from openimages_pipe.download.tasks import InputConfig
+from openimages_pipe.errors import InputError
 from openimages_pipe.formats import inspect_files
 from openimages_pipe.formats.reader import FileKind
 from openimages_pipe.splits import build as splits
@@ -74,8 +75,11 @@ def run(cfg: DemoConfig) -> dict:
         inspect_files.InspectConfig(tuple(sorted(data.rglob("*.csv"))))
     )
     console.print(inspect_files.report_table(reports, data))
-    rows = {r.info.path.relative_to(root).as_posix(): r.rows for r in reports}
-    image_csvs = [r.info.path for r in reports if r.info.kind is FileKind.IMAGES]
+    failed = [r for r in reports if r.error]
+    if failed:  # the world was just written: a file the reader refuses is a bug, shown as one
+        raise InputError(f"the world's own CSV is refused: {failed[0].error}")
+    rows = {r.path.relative_to(root).as_posix(): r.rows for r in reports}
+    image_csvs = [r.path for r in reports if r.info.kind is FileKind.IMAGES]
 
     serve = world_server.ServeConfig(world=root, faults=cfg.faults)
     with world_server.WorldServer(serve) as server:
@@ -115,14 +119,18 @@ def _learn(root: Path, console: Console) -> dict[str, dict]:
     enough for the label-cleaning network to show its effect (measured: nlc-joint above baseline
     on AP_all by 6-8 points on the 1,000-image world).
     """
+    from dataclasses import replace
+
     from nlc_model import train
     from nlc_model.images import embed, train_backbone
+    from nlc_model.loop import TrainSettings
 
     console.rule("6. train --stage backbone: f and h on T's noisy labels, from the shards")
     backbone = train_backbone.BackboneConfig(
         shards=root / "download", splits=root / "splits", out=root / "backbone", arch="tiny",
-        width=16, image_size=64, min_scale=0.35, steps=100, batch_size=64, lr=3e-3, warmup=20,
-        workers=1, device="cpu", checkpoint_every=10**6,
+        width=16, image_size=64, min_scale=0.35, workers=1, device="cpu",
+        training=replace(train_backbone.TRAINING, steps=100, batch_size=64, lr=3e-3, warmup=20,
+                         checkpoint_every=10**6),
     )  # fmt: skip
     train_backbone.run(backbone, console)
     console.rule("7. embed: f(I) for every downloaded image")
@@ -132,8 +140,8 @@ def _learn(root: Path, console: Console) -> dict[str, dict]:
                                 device="cpu"), console)  # fmt: skip
     console.rule("8. train: the five variants of Veit et al. on those features")
     variants = train.TrainConfig(
-        splits=root / "splits", features=features, out=root / "run", steps=100,
-        finetune_steps=50, pretrain_steps=50, batch_size=256, warmup=20, embed=64, hidden=128,
-        device="cpu",
+        splits=root / "splits", features=features, out=root / "run", device="cpu",
+        training=TrainSettings(steps=100, finetune_steps=50, pretrain_steps=50, batch_size=256,
+                               warmup=20, embed=64, hidden=128),
     )  # fmt: skip
     return train.run(variants, console)

@@ -56,22 +56,39 @@ def _root(
 
 def inspect_cmd(
     files: Annotated[
-        list[Path], typer.Argument(help="Open Images CSV files (images, labels, class files).")
+        list[Path],
+        typer.Argument(
+            help="Open Images CSV files (images, labels, class files) or glob patterns."
+        ),
     ],
     validate: Annotated[
         bool,
         typer.Option(help="Scan every row and stop at the first bad value (file, line, value)."),
     ] = True,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON: one object per file (path, kind, header, releases, rows, error).",
+        ),
+    ] = False,
 ) -> None:
     """Tell what each Open Images CSV is: its kind, the releases that wrote it, its rows.
 
-    The kind and release come from the header (or its absence); with --validate every row is read
-    once, streaming, and the first bad ImageID, Confidence, OriginalSize or Rotation is reported
-    with its file and line.
+    The kind and release come from the header (or its absence) and, for labels and boxes, the
+    Source values of the first rows; with --validate every row is read once, streaming, and the
+    first bad ImageID, Confidence, OriginalSize or Rotation is reported with its file and line.
+    Every file is reported, a failing one with its error in place; the exit code is 1 if any failed.
     """
     from openimages_pipe.formats import inspect_files as command
+    from openimages_pipe.formats import paths
 
-    guarded(lambda: command.run(command.InspectConfig(tuple(files), validate)))
+    def body() -> None:
+        cfg = command.InspectConfig(paths.expand(files, "inspect"), validate, as_json)
+        if any(r.error for r in command.run(cfg)):
+            raise typer.Exit(1)
+
+    guarded(body)
 
 
 def demo_cmd(

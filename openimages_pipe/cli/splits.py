@@ -16,14 +16,17 @@ from openimages_pipe.cli.common import guarded
 def build_splits_cmd(
     images: Annotated[
         list[Path],
-        typer.Option(help="Images CSV of any release (needs Subset); repeat the option per file."),
+        typer.Option(
+            help="Images CSV of any release (needs Subset); repeat per file, or a quoted glob "
+            "such as 'images_2016_08/*/images.csv'."
+        ),
     ],
     machine_labels: Annotated[
-        list[Path], typer.Option(help="Machine image-level labels CSV; repeat per file.")
+        list[Path], typer.Option(help="Machine image-level labels CSV; repeat per file or glob.")
     ],
     human_labels: Annotated[
         list[Path],
-        typer.Option(help="Human-verified image-level labels CSV; repeat per file."),
+        typer.Option(help="Human-verified image-level labels CSV; repeat per file or glob."),
     ],
     out: Annotated[Path, typer.Option(help="Folder for the Parquet files and splits.json.")],
     classes: Annotated[
@@ -57,6 +60,15 @@ def build_splits_cmd(
     min_val_images: Annotated[
         int, typer.Option(min=0, help="V1 rule: V images verified to show the class.")
     ] = 50,  # vocabulary.V1_MIN_VAL_IMAGES
+    verified_from: Annotated[
+        str,
+        typer.Option(
+            help="Which human verifications form V. validation: those of validation and test "
+            "images (the paper's setting, V1-V3's only ones). all: training images too, which "
+            "then leave T and join V, split by the same hash (V4-V7 verify mostly training "
+            "images); splits.json counts them as train_images_moved_to_v."
+        ),
+    ] = "validation",
 ) -> None:
     """Build the noisy set T and the verified set V as Parquet, V split 1/4 - 3/4.
 
@@ -73,7 +85,7 @@ def build_splits_cmd(
         human_labels=tuple(human_labels), out=out, classes=classes, class_names=class_names,
         downloaded=downloaded, clean_fraction=clean_fraction, seed=seed,
         min_confidence=min_confidence, min_train_images=min_train_images,
-        min_val_images=min_val_images,
+        min_val_images=min_val_images, verified_from=verified_from,
     )  # fmt: skip
     summary = guarded(lambda: command.run(cfg))
     typer.echo(command.describe(summary))

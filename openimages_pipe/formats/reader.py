@@ -13,7 +13,6 @@ streaming pass per file that stops at the first bad row.
 from __future__ import annotations
 
 import csv
-import enum
 import itertools
 import re
 from collections.abc import Iterator, Sequence
@@ -24,11 +23,11 @@ import polars as pl
 
 from openimages_pipe.errors import InputError
 from openimages_pipe.formats import checks as csv_checks
-from openimages_pipe.formats import releases
+from openimages_pipe.formats import kinds
+from openimages_pipe.formats.kinds import MID_PREFIXES, FileKind
 
 IMAGE_ID_PATTERN = csv_checks.IMAGE_ID_PATTERN
 _IMAGE_ID = re.compile(IMAGE_ID_PATTERN)
-MID_PREFIXES = ("/m/", "/g/", "/t/")
 # Source values are sniffed from the first rows only: enough to tell machine from human files,
 # cheap enough to do for every input before the real scan.
 SNIFF_ROWS = 1000
@@ -53,28 +52,16 @@ COLUMN_NAMES = {
 }
 
 
-class FileKind(enum.StrEnum):
-    """What an Open Images CSV holds."""
-
-    IMAGES = "images"
-    MACHINE_LABELS = "machine_labels"
-    HUMAN_LABELS = "human_labels"
-    LABELS = "labels"  # image-level labels whose Source values mix machine and human
-    CLASS_DESCRIPTIONS = "class_descriptions"
-    CLASS_LIST = "class_list"
-
-    @property
-    def family(self) -> str:
-        """Kinds that can be read together as one table share a family."""
-        return "labels" if self in _LABEL_KINDS else self.value
-
-
-_LABEL_KINDS = {FileKind.MACHINE_LABELS, FileKind.HUMAN_LABELS, FileKind.LABELS}
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "images": ("ImageID", "OriginalURL"),
     "labels": ("ImageID", "Source", "LabelName", "Confidence"),
     "class_descriptions": ("LabelName", "DisplayName"),
     "class_list": ("LabelName",),
+    "boxes": ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"),
+    "segmentations": ("MaskPath", "ImageID", "LabelName"),
+    "relationships": ("ImageID",),
+    "point_labels": ("ImageID", "LabelName", "X", "Y"),
+    "narratives": ("image_id", "caption"),
 }
 HEADERLESS_COLUMNS = {
     FileKind.CLASS_DESCRIPTIONS: ("LabelName", "DisplayName"),
@@ -90,7 +77,8 @@ class CsvInfo:
     kind: FileKind
     has_header: bool
     columns: tuple[str, ...]  # official names, in file order (implied for headerless files)
-    releases: tuple[str, ...]  # releases whose official file of this kind has exactly this header
+    releases: tuple[str, ...]  # releases whose file of this kind has this header (and Sources)
+    sources: tuple[str, ...] = ()  # Source values of the first rows (labels and boxes)
 
     @property
     def normalised_columns(self) -> tuple[str, ...]:
@@ -109,59 +97,28 @@ def _first_rows(path: Path, n: int) -> list[list[str]]:
         raise InputError(f"not a readable CSV: {e}", path) from None
 
 
-def _kind_from_header(path: Path, header: list[str], rows: list[list[str]]) -> FileKind:
-    cols = set(header)
-    if "ImageID" in cols and cols & {"Source", "Confidence"} and "LabelName" in cols:
-        return _labels_kind(header, rows)
-    if "ImageID" in cols and cols & {"OriginalURL", "Subset", "OriginalMD5"}:
-        return FileKind.IMAGES
-    if "LabelName" in cols and "DisplayName" in cols:
-        return FileKind.CLASS_DESCRIPTIONS
-    if "ImageID" in cols and "LabelName" in cols:
-        return _labels_kind(header, rows)
-    raise InputError(
-        "cannot tell what this CSV is: expected an images, labels or class-descriptions header",
-        path,
-        1,
-        ",".join(header),
-    )
-
-
-def _labels_kind(header: list[str], rows: list[list[str]]) -> FileKind:
-    if "Source" not in header:
-        return FileKind.LABELS
-    i = header.index("Source")
-    seen = {r[i] for r in rows if len(r) > i}
-    if seen and seen <= releases.all_machine_sources():
-        return FileKind.MACHINE_LABELS
-    if seen and seen <= releases.all_human_sources():
-        return FileKind.HUMAN_LABELS
-    return FileKind.LABELS
-
-
 def is_image_id(value: str) -> bool:
     return bool(_IMAGE_ID.match(value))
 
 
 def inspect_csv(path: str | Path) -> CsvInfo:
-    """Recognise a CSV's kind and release from its header, or a headerless file's shape."""
+    """Recognise a CSV's kind and releases from its header (or a headerless file's shape) and,
+    for labels and boxes, the Source values of its first rows."""
     path = Path(path)
     rows = _first_rows(path, SNIFF_ROWS + 1)
     if not rows or not rows[0]:
         raise InputError("empty file: expected an Open Images CSV", path, 1)
-    first = rows[0]
+    first = kinds.header_cells(rows[0])
     if first[0].startswith(MID_PREFIXES):
         kind = FileKind.CLASS_DESCRIPTIONS if len(first) >= 2 else FileKind.CLASS_LIST
-        columns, has_header = HEADERLESS_COLUMNS[kind], False
+        columns, has_header, sources = HEADERLESS_COLUMNS[kind], False, frozenset()
     else:
-        kind, columns, has_header = _kind_from_header(path, first, rows[1:]), tuple(first), True
-    lookup_kind = kind.value if kind not in _LABEL_KINDS else FileKind.MACHINE_LABELS.value
-    found = releases.releases_with_columns(lookup_kind, columns, has_header)
-    if kind in _LABEL_KINDS and kind is not FileKind.MACHINE_LABELS:
-        found = tuple(
-            sorted(set(found) | set(releases.releases_with_columns("human_labels", columns, True)))
-        )
-    return CsvInfo(path, kind, has_header, columns, found)
+        kinds.refuse_headerless(path, rows[0])
+        kind = kinds.kind_from_header(path, first, rows[1:])
+        columns, has_header = tuple(first), True
+        sources = kinds.sources_seen(first, rows[1:])
+    found = kinds.releases_of(kind, columns, has_header, sources)
+    return CsvInfo(path, kind, has_header, columns, found, tuple(sorted(sources)))
 
 
 def _check_required(info: CsvInfo) -> None:
@@ -179,7 +136,7 @@ def _raw_scan(info: CsvInfo) -> pl.LazyFrame:
     lf = pl.scan_csv(
         info.path,
         has_header=info.has_header,
-        new_columns=None if info.has_header else list(info.columns),
+        new_columns=list(info.columns),  # the header as read, stripped (see kinds.header_cells)
         infer_schema=False,  # all text here; typed by _typed so that a bad value can be located
     )
     return lf.rename(dict(zip(info.columns, info.normalised_columns, strict=True)))

@@ -39,6 +39,7 @@ class Release:
     class_count: int | None
     machine_sources: tuple[str, ...]
     human_sources: tuple[str, ...]
+    box_sources: tuple[str, ...]  # Source values of its bounding-box files
     subsets: dict[str, dict[str, int]]
     mirror_template: str
     files: tuple[ReleaseFile, ...]
@@ -69,6 +70,7 @@ def _release_from_toml(doc: dict) -> Release:
         class_count=doc.get("class_count"),
         machine_sources=tuple(doc["label_sources"]["machine"]),
         human_sources=tuple(doc["label_sources"]["human"]),
+        box_sources=tuple(doc["label_sources"].get("boxes", ())),
         subsets={k: dict(v) for k, v in doc.get("subsets", {}).items()},
         mirror_template=doc["mirror"]["url_template"],
         files=files,

@@ -21,10 +21,13 @@ from pathlib import Path
 import polars as pl
 
 from openimages_pipe.errors import InputError
+from openimages_pipe.formats import paths as input_paths
 from openimages_pipe.splits import inputs as split_inputs
 from openimages_pipe.splits import outputs as record_
 from openimages_pipe.splits import query as split_query
 from openimages_pipe.splits import vocabulary
+
+VERIFIED_FROM = ("validation", "all")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class SplitsConfig:
     min_confidence: float = 0.0  # machine labels below this are dropped
     min_train_images: int = vocabulary.V1_MIN_TRAIN_IMAGES  # the V1 rule, without --classes
     min_val_images: int = vocabulary.V1_MIN_VAL_IMAGES
+    # "validation": V is the verified validation and test images (the paper's setting); "all":
+    # verified training images leave T and join V too (V4+ verify mostly training images).
+    verified_from: str = "validation"
 
 
 @dataclass(frozen=True)
@@ -76,20 +82,23 @@ def resolve(cfg: SplitsConfig) -> SplitsConfig:
         raise InputError("--min-confidence must lie in [0, 1]", value=str(cfg.min_confidence))
     if min(cfg.min_train_images, cfg.min_val_images) < 0:
         raise InputError("--min-train-images and --min-val-images must be at least 0")
+    if cfg.verified_from not in VERIFIED_FROM:
+        choices = ", ".join(VERIFIED_FROM)
+        raise InputError(f"--verified-from must be one of {choices}", value=cfg.verified_from)
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise InputError("--out must be a folder", Path(cfg.out))
 
-    def absolute(paths: tuple[Path, ...]) -> tuple[Path, ...]:
-        return tuple(Path(p).absolute() for p in paths)
+    def absolute(paths: tuple[Path, ...], option: str) -> tuple[Path, ...]:
+        return tuple(p.absolute() for p in input_paths.expand(paths, option))
 
     def maybe(p: Path | None) -> Path | None:
         return None if p is None else Path(p).absolute()
 
     return replace(
         cfg,
-        images=absolute(cfg.images),
-        machine_labels=absolute(cfg.machine_labels),
-        human_labels=absolute(cfg.human_labels),
+        images=absolute(cfg.images, "--images"),
+        machine_labels=absolute(cfg.machine_labels, "--machine-labels"),
+        human_labels=absolute(cfg.human_labels, "--human-labels"),
         out=Path(cfg.out).absolute(),
         classes=maybe(cfg.classes),
         class_names=maybe(cfg.class_names),
@@ -176,6 +185,9 @@ def read_and_merge(cfg: SplitsConfig, clock: _Clock):
     clock.lap("read_images")
     label_paths = cfg.machine_labels + cfg.human_labels
     raw, label_counts = split_inputs.read_labels(label_paths, images, cfg.min_confidence)
+    if cfg.verified_from == "all":
+        images, raw, moved = split_inputs.verified_train_to_v(images, raw)
+        image_counts["train_images_moved_to_v"] = moved
     clock.lap("read_labels")
     mids, rank_of_code = split_query.rank_mids(raw)
     usable = split_query.keep_usable(raw.lazy(), cfg.min_confidence)

@@ -220,3 +220,15 @@ def read_labels(
     ).row(0, named=True)
     counts["rows_per_file"] = rows_per_file(raw, len(paths))
     return raw, counts
+
+
+def verified_train_to_v(
+    images: pl.DataFrame, labels: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """`--verified-from all`: every training image with a human verdict (Confidence 0 or 1) is
+    no longer a training image, so it leaves T and joins V with its machine labels and verdicts.
+    Returns both tables re-flagged and how many images moved."""
+    verdict = pl.col("human").fill_null(False) & pl.col("confidence").is_in([0.0, 1.0])
+    moved = labels.filter(verdict & pl.col("train").fill_null(False)).get_column("img").unique()
+    train = pl.col("train") & ~pl.col("img").is_in(moved.implode())
+    return images.with_columns(train), labels.with_columns(train), moved.len()

@@ -19,7 +19,7 @@ import polars as pl
 
 from openimages_pipe import __version__
 from openimages_pipe.errors import InputError
-from openimages_pipe.formats import reader
+from openimages_pipe.formats import kinds, reader
 from openimages_pipe.splits import split_hash
 
 FORMAT_VERSION = 1
@@ -62,6 +62,7 @@ def describe_inputs(images: tuple[Path, ...], machine: tuple[Path, ...], human: 
     for option, paths in (("images", images), ("machine_labels", machine), ("human_labels", human)):
         for path in paths:
             info = reader.inspect_csv(path)
+            check_kind(info, option)
             if option == "images" and "Subset" not in info.columns:
                 raise InputError(
                     "this images file has no Subset column, so train cannot be told "
@@ -79,6 +80,19 @@ def describe_inputs(images: tuple[Path, ...], machine: tuple[Path, ...], human: 
                 }
             )
     return records
+
+
+def check_kind(info: reader.CsvInfo, option: str) -> None:
+    """A file given to an option that takes another kind is refused, naming both: a boxes file
+    has ImageID, Source, LabelName and Confidence too, and every box would become a verdict."""
+    wanted = "images" if option == "images" else "labels"
+    if info.kind.family == wanted:
+        return
+    flag = "--" + option.replace("_", "-")
+    held = f" of {kinds.NOT_LABELS[info.kind]}" if info.kind in kinds.NOT_LABELS else ""
+    takes = "an images CSV" if wanted == "images" else "image-level labels (ImageID, Source, "
+    takes += "" if wanted == "images" else "LabelName, Confidence, one row per label)"
+    raise InputError(f"this is a {info.kind.value} file{held}; {flag} takes {takes}", info.path, 1)
 
 
 def set_counts(frame: pl.DataFrame) -> dict[str, int]:

@@ -235,7 +235,7 @@ def test_images_file_rows_match_subset_counts(stem):
 @pytest.mark.parametrize("stem", sorted(RELEASES))
 def test_column_layouts_of_each_kind(stem):
     doc = RELEASES[stem]
-    image_lists = [f for f in _files(doc, "other") if "image" in f["name"]]
+    image_lists = [f for f in _files(doc, "other") if "OriginalURL" in f["columns"]]
     for f in _files(doc, "images") + image_lists:
         assert f["header"] is True
         assert f["columns"][:11] == V1_IMAGE_COLUMNS, f["name"]
