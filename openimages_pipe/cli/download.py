@@ -20,6 +20,9 @@ MIRROR_DEFAULT = "https://open-images-dataset.s3.amazonaws.com/{subset}/{image_i
 # One event loop costs ~2.5-3 ms of CPU per 1.2 MB original and a worker ~20 ms: past ~8 workers
 # the loop, not the decoding, sets the pace (benchmarks/download_architecture.py).
 MAX_DEFAULT_WORKERS = 8
+# `download --help` groups the options: what to read, how to fetch, how to resize, what to write,
+# and which share of the rows this process takes.
+INPUT, NETWORK, RESIZE, OUTPUT, SHARDING = "Input", "Network", "Resize", "Output", "Sharding"
 
 
 def default_workers() -> int:
@@ -42,18 +45,91 @@ def download_cmd(
     csvs: Annotated[
         list[Path], typer.Argument(exists=True, dir_okay=False, help="Open Images images CSVs.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output directory (shards, manifest).")],
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="Parquet shards or JPEG files.")
-    ] = OutputFormat.PARQUET,
-    image_size: Annotated[int, typer.Option(min=8, help="Target size in pixels.")] = 256,
+    *,  # keyword-only: grouped by panel, so --out (required) stands among the Output options
+    subset: Annotated[
+        list[str] | None,
+        typer.Option(help="Only rows of this subset (repeatable).", rich_help_panel=INPUT),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N rows.", rich_help_panel=INPUT)
+    ] = None,
+    ids: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Only these ImageIDs (a file, one per line).",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    sources: Annotated[
+        str,
+        typer.Option(
+            help="Sources to try, in order: original,thumbnail,mirror.", rich_help_panel=INPUT
+        ),
+    ] = "original,thumbnail,mirror",
+    mirror_url: Annotated[
+        str,
+        typer.Option(
+            help="Mirror URL template with {subset} and {image_id}.", rich_help_panel=INPUT
+        ),
+    ] = MIRROR_DEFAULT,
+    retry_missing: Annotated[
+        bool,
+        typer.Option(
+            help="Also retry images that were permanently missing.", rich_help_panel=INPUT
+        ),
+    ] = False,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Requests in flight, in all.", rich_help_panel=NETWORK)
+    ] = 64,
+    per_host: Annotated[
+        int, typer.Option(min=1, help="Requests in flight per host.", rich_help_panel=NETWORK)
+    ] = 16,
+    retries: Annotated[
+        int,
+        typer.Option(min=0, help="Retries per source, transient only.", rich_help_panel=NETWORK),
+    ] = 3,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds for one request, in all.", rich_help_panel=NETWORK)
+    ] = 120.0,
+    first_byte_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for data.", rich_help_panel=NETWORK)
+    ] = 20.0,
+    max_mb: Annotated[
+        float, typer.Option(help="Largest response body accepted, in MB.", rich_help_panel=NETWORK)
+    ] = 64.0,
+    md5: Annotated[
+        Md5Mode,
+        typer.Option(
+            help="strict: a size/MD5 mismatch rejects the original; lenient: keep it "
+            "unverified; off: no check.",
+            rich_help_panel=NETWORK,
+        ),
+    ] = Md5Mode.STRICT,
+    allow_private_addresses: Annotated[
+        bool,
+        typer.Option(
+            help="Allow URLs on private/loopback addresses (for local servers).",
+            rich_help_panel=NETWORK,
+        ),
+    ] = False,
+    user_agent: Annotated[
+        str | None, typer.Option(help="User-Agent header.", rich_help_panel=NETWORK)
+    ] = None,
+    image_size: Annotated[
+        int, typer.Option(min=8, help="Target size in pixels.", rich_help_panel=RESIZE)
+    ] = 256,
     resize_mode: Annotated[
         ResizeMode,
         typer.Option(
-            help="keep-ratio: shorter side to --image-size; longer-side; center-crop; none."
+            help="keep-ratio: shorter side to --image-size; longer-side; center-crop; none.",
+            rich_help_panel=RESIZE,
         ),
     ] = ResizeMode.KEEP_RATIO,
-    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality of output.")] = 95,
+    quality: Annotated[
+        int, typer.Option(min=1, max=100, help="JPEG quality of output.", rich_help_panel=RESIZE)
+    ] = 95,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -61,50 +137,34 @@ def download_cmd(
             help="Verify/decode/resize processes. Default: the CPUs this process may use, at most "
             f"{MAX_DEFAULT_WORKERS} (one event loop feeds about that many; run more shares "
             "beyond).",
+            rich_help_panel=RESIZE,
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight, in all.")] = 64,
-    per_host: Annotated[int, typer.Option(min=1, help="Requests in flight per host.")] = 16,
-    sources: Annotated[
-        str, typer.Option(help="Sources to try, in order: original,thumbnail,mirror.")
-    ] = "original,thumbnail,mirror",
-    mirror_url: Annotated[
-        str, typer.Option(help="Mirror URL template with {subset} and {image_id}.")
-    ] = MIRROR_DEFAULT,
-    md5: Annotated[
-        Md5Mode,
-        typer.Option(
-            help="strict: a size/MD5 mismatch rejects the original; lenient: keep it "
-            "unverified; off: no check."
-        ),
-    ] = Md5Mode.STRICT,
-    subset: Annotated[
-        list[str] | None, typer.Option(help="Only rows of this subset (repeatable).")
-    ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
-    ids: Annotated[
-        Path | None,
-        typer.Option(
-            exists=True, dir_okay=False, help="Only these ImageIDs (a file, one per line)."
-        ),
-    ] = None,
-    shard_index: Annotated[int, typer.Option(min=0, help="This process's share (0-based).")] = 0,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Output directory (shards, manifest).", rich_help_panel=OUTPUT),
+    ],
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option("--format", help="Parquet shards or JPEG files.", rich_help_panel=OUTPUT),
+    ] = OutputFormat.PARQUET,
+    rows_per_shard: Annotated[
+        int, typer.Option(min=1, help="Images per Parquet shard.", rich_help_panel=OUTPUT)
+    ] = 1000,
+    quiet: Annotated[
+        bool, typer.Option(help="Log lines instead of a live display.", rich_help_panel=OUTPUT)
+    ] = False,
+    shard_index: Annotated[
+        int, typer.Option(min=0, help="This process's share (0-based).", rich_help_panel=SHARDING)
+    ] = 0,
     num_shards: Annotated[
-        int, typer.Option(min=1, help="Number of shares: int(ImageID, 16) % N picks the share.")
+        int,
+        typer.Option(
+            min=1,
+            help="Number of shares: int(ImageID, 16) % N picks the share.",
+            rich_help_panel=SHARDING,
+        ),
     ] = 1,
-    retries: Annotated[int, typer.Option(min=0, help="Retries per source, transient only.")] = 3,
-    timeout: Annotated[float, typer.Option(help="Seconds for one request, in all.")] = 120.0,
-    first_byte_timeout: Annotated[float, typer.Option(help="Seconds to wait for data.")] = 20.0,
-    max_mb: Annotated[float, typer.Option(help="Largest response body accepted, in MB.")] = 64.0,
-    retry_missing: Annotated[
-        bool, typer.Option(help="Also retry images that were permanently missing.")
-    ] = False,
-    allow_private_addresses: Annotated[
-        bool, typer.Option(help="Allow URLs on private/loopback addresses (for local servers).")
-    ] = False,
-    user_agent: Annotated[str | None, typer.Option(help="User-Agent header.")] = None,
-    rows_per_shard: Annotated[int, typer.Option(min=1, help="Images per Parquet shard.")] = 1000,
-    quiet: Annotated[bool, typer.Option(help="Log lines instead of a live display.")] = False,
 ) -> None:
     """Download Open Images from its CSVs: verified, resized, sharded, resumable.
 

@@ -7,6 +7,8 @@ One module per stage, in the order an image goes through them, then the wiring:
 - `tasks`: the read stage, images CSVs -> the `ImageTask`s still to do (resume, retry, shares).
 - `host_gate`: which hosts may be reached, and how fast (admission, per-host limits, Retry-After).
 - `fetch`: an `ImageTask` in, a `Fetched` out, over one aiohttp session; sources tried in order.
+- `response`: one attempt's HTTP response read into a `Reply`: status -> reason, the body up to
+  the byte cap.
 - `spool`: where a body waits between the socket and the worker process that judges it.
 - `verify`: pure checks of a body (size, MD5, Flickr's placeholders).
 - `worker`: what a worker process does with one body: `verify`, then `resize`.

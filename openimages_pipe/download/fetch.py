@@ -2,10 +2,10 @@
 
 This module owns HTTP for downloads: the bounds (`FetchConfig`), which URLs may be requested at all
 (http/https only; no private, loopback or link-local address unless allowed, checked on every
-redirect hop), the manual redirect walk, the byte cap, retries with backoff, the mapping of every
-status and error to a `Reason`, and the fallback from one source to the next. Per-host pacing is
-`host_gate`'s; judging the bytes is `verify`'s. A bad URL or response is a `Fetched` with a
-reason, never an exception; only cancellation propagates.
+redirect hop), the manual redirect walk, retries with backoff, and the fallback from one source to
+the next. Per-host pacing is `host_gate`'s; what an attempt's last response comes to (its status's
+`Reason`, its body up to the byte cap) is `response`'s; judging the bytes is `verify`'s. A bad URL
+or response is a `Fetched` with a reason, never an exception; only cancellation propagates.
 """
 
 from __future__ import annotations
@@ -20,14 +20,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from openimages_pipe import __version__
-from openimages_pipe.download.host_gate import (
-    HostGate,
-    HostGates,
-    PublicOnlyResolver,
-    RefusedAddressError,
-    checked_url,
-    parse_retry_after,
-)
+from openimages_pipe.download.host_gate import HostGate, HostGates, PublicOnlyResolver, checked_url
 from openimages_pipe.download.records import (
     TRANSIENT_REASONS,
     Candidate,
@@ -36,6 +29,7 @@ from openimages_pipe.download.records import (
     Md5Mode,
     Reason,
 )
+from openimages_pipe.download.response import Reply, read_reply, reason_for_error
 from openimages_pipe.download.spool import Body, Spool, Spools, read_body
 from openimages_pipe.download.verify import (
     Check,
@@ -45,14 +39,7 @@ from openimages_pipe.download.verify import (
 )
 
 MIB = 1024 * 1024
-# The most one read of the body can return, so the most the byte cap is overshot by: asyncio reads
-# 256 KiB from the socket at a time, and aiohttp buffers up to 128 KiB before it pauses reading.
-CHUNK = 384 * 1024
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-STATUS_REASONS = {
-    401: Reason.HTTP_403, 403: Reason.HTTP_403, 451: Reason.HTTP_403, 410: Reason.HTTP_410,
-    408: Reason.TIMEOUT, 429: Reason.RATE_LIMITED,
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,36 +92,6 @@ async def verify_here(body: Body, check: Check) -> Verdict:
     return check(read_body(body))
 
 
-def reason_for_status(status: int) -> Reason | None:
-    """The reason an HTTP status ends an attempt with; None for 2xx. Any other 4xx, and a 3xx
-    that is not a followable redirect, says "not here": http_404."""
-    if 200 <= status < 300:
-        return None
-    if status >= 500:
-        return Reason.HTTP_5XX
-    return STATUS_REASONS.get(status, Reason.HTTP_404)
-
-
-@dataclass(frozen=True)
-class _Reply:
-    """One attempt's end: a body to verify (reason OK) or why there is none."""
-
-    reason: Reason
-    http_status: int | None = None
-    body: bytes | Spool | None = None
-    throttled: bool = False  # 429, or 503 with Retry-After: the host asked us to slow down
-    retry_after: float | None = None
-
-
-def _reason_for_error(exc: BaseException) -> Reason:
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        refused = isinstance(exc.os_error, RefusedAddressError)
-        return Reason.BAD_URL if refused else Reason.CONNECTION_ERROR
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return Reason.BAD_URL
-    return Reason.CONNECTION_ERROR
-
-
 class Fetcher:
     """Fetches images with one session: `async with Fetcher(cfg) as f: fetched = await f.fetch(t)`.
 
@@ -178,6 +135,9 @@ class Fetcher:
     def bytes_received(self) -> int:
         """Body bytes read so far: what a progress display's MB/s is made of."""
         return self.counters.bytes_received
+
+    def _received(self, size: int) -> None:
+        self.counters.bytes_received += size
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._session.close()
@@ -228,7 +188,7 @@ class Fetcher:
         return self._rng.uniform(0, min(self.cfg.backoff_max, self.cfg.backoff_base * 2**n))
 
     async def _judge(
-        self, task: ImageTask, candidate: Candidate, reply: _Reply, attempts: int, judge: Judge
+        self, task: ImageTask, candidate: Candidate, reply: Reply, attempts: int, judge: Judge
     ) -> Fetched:
         """The attempt's outcome for this source; a body is kept only if verification passes."""
         result = Fetched(
@@ -254,20 +214,20 @@ class Fetcher:
             return replace(result, reason=verdict.reason)  # rejected: no body, so no md5
         return replace(result, body=body, size=size, verified=verdict.verified, md5=verdict.md5)
 
-    async def _attempt(self, gate: HostGate, url: URL) -> _Reply:
+    async def _attempt(self, gate: HostGate, url: URL) -> Reply:
         """One attempt: wait for the host's gate and a global slot, then request (hops included)."""
         await gate.acquire()
         try:
             async with self._slots:
                 return await self._request(url)
         except TimeoutError:  # before OSError: asyncio's and aiohttp's timeouts are TimeoutErrors
-            return _Reply(Reason.TIMEOUT)
+            return Reply(Reason.TIMEOUT)
         except (aiohttp.ClientError, OSError) as exc:  # payload cut, reset, refused, DNS, bad URL
-            return _Reply(_reason_for_error(exc))
+            return Reply(reason_for_error(exc))
         finally:
             gate.release()
 
-    async def _request(self, url: URL) -> _Reply:
+    async def _request(self, url: URL) -> Reply:
         """Follow redirects by hand so that every hop is checked like the first URL."""
         seen = {url}
         for hop in range(self.cfg.max_redirects + 1):
@@ -275,14 +235,14 @@ class Fetcher:
             async with self._session.get(url, allow_redirects=False) as resp:
                 status, location = resp.status, resp.headers.get("Location")
                 if status not in REDIRECTS or location is None:
-                    return await self._read(resp)
+                    return await read_reply(resp, self.cfg.max_bytes, self.spools, self._received)
             target = self._hop(url, location)
             if target is None:
-                return _Reply(Reason.BAD_URL, status)
+                return Reply(Reason.BAD_URL, status)
             if is_placeholder_url(str(target)):
-                return _Reply(Reason.PLACEHOLDER, status)  # never download the placeholder
+                return Reply(Reason.PLACEHOLDER, status)  # never download the placeholder
             if target in seen or hop == self.cfg.max_redirects:
-                return _Reply(Reason.REDIRECT_LOOP, status)  # a cycle, or one hop too many
+                return Reply(Reason.REDIRECT_LOOP, status)  # a cycle, or one hop too many
             seen.add(target)
             self.counters.redirects += 1
             url = target
@@ -294,35 +254,3 @@ class Fetcher:
         except (TypeError, ValueError):
             return None
         return checked_url(str(target), self.cfg.allow_private)
-
-    async def _read(self, resp: aiohttp.ClientResponse) -> _Reply:
-        """The final response: its status's reason, or its body up to the byte cap."""
-        reason = reason_for_status(resp.status)
-        if reason is not None:
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            throttled = resp.status == 429 or (resp.status == 503 and retry_after is not None)
-            return _Reply(reason, resp.status, throttled=throttled, retry_after=retry_after)
-        if resp.content_length is not None and resp.content_length > self.cfg.max_bytes:
-            return _Reply(Reason.TOO_LARGE, resp.status)  # not a byte read
-        # Chunks as the socket delivered them (iter_chunks: not even joined by aiohttp), into a
-        # spool or joined once: re-cutting them into fixed sizes and growing a bytearray cost more
-        # CPU than aiohttp's whole request (1.7 against 0.7 ms per 1.2 MB body).
-        spool = self.spools.acquire() if self.spools else None
-        chunks: list[bytes] = []
-        size, complete = 0, False
-        try:
-            async for chunk, _ in resp.content.iter_chunks():
-                self.counters.bytes_received += len(chunk)
-                size += len(chunk)
-                if size > self.cfg.max_bytes:
-                    resp.close()  # hang up: the rest of an endless body is never read
-                    return _Reply(Reason.TOO_LARGE, resp.status)
-                if spool is None:
-                    chunks.append(chunk)
-                else:
-                    spool.write(chunk)
-            complete = True
-        finally:
-            if spool is not None and not complete:
-                spool.release()  # cut off, capped or cancelled: _judge will never see it
-        return _Reply(Reason.OK, resp.status, spool or b"".join(chunks))

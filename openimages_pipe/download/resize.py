@@ -102,10 +102,14 @@ class ResizeConfig:
     image_size: int = 256  # the side that `mode` sets, in pixels
     quality: int = 95  # JPEG quality of the output
     # Pillow's own hard limit (2 x Image.MAX_IMAGE_PIXELS, above which Image.open raises
-    # DecompressionBombError), so our refusal and Pillow's agree. Decoded as RGB that is 512 MiB in
-    # one worker: the most memory one image may take. A lower cap is honoured exactly; a higher
-    # one cannot lift Pillow's, which we do not change (a process-wide global).
+    # DecompressionBombError), so our refusal and Pillow's agree. A lower cap is honoured exactly;
+    # a higher one cannot lift Pillow's, which we do not change (a process-wide global).
     max_pixels: int = 178_956_970
+    # The most memory one image may take to decode and convert to RGB in a worker, estimated from
+    # the header before a pixel is decoded (`decode_cost`): the largest RGB image max_pixels allows
+    # (Pillow holds RGB in 4 bytes a pixel: 683 MiB). A palette image with transparency passes
+    # through RGBA and an alpha mask, 10 bytes a pixel: 13000 x 13000 of it would take 1.6 GiB.
+    max_decode_bytes: int = 4 * 178_956_970
     # Never enlarge: an image smaller than the target is kept at its size (centre-crop still
     # squares it). Enlarging adds bytes and no information; a training pipeline resizes anyway.
     upscale: bool = False
@@ -117,6 +121,8 @@ class ResizeConfig:
             raise ValueError(f"quality must be within 1..100, got {self.quality}")
         if self.max_pixels < 1:
             raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
+        if self.max_decode_bytes < 1:
+            raise ValueError(f"max_decode_bytes must be >= 1, got {self.max_decode_bytes}")
 
 
 def resize_image(image_id: str, body: bytes, rotation: float | None, cfg: ResizeConfig) -> Resized:
@@ -149,16 +155,21 @@ def _resize_open_image(
     if stored_w < 1 or stored_h < 1:
         return Resized(image_id, Reason.DECODE_ERROR)
 
-    orientation = _exif_orientation(img)
-    # Open Images' Rotation describes the same correction as an EXIF orientation (it was derived
-    # for images shown without theirs): applying both would turn an upright image over.
-    turns = 0 if orientation in EXIF_TRANSPOSE else quarter_turns(rotation)
-    swap = (orientation in AXIS_SWAPPING) != (turns % 2 == 1)
-    upright = (stored_h, stored_w) if swap else (stored_w, stored_h)
-    target = target_size(upright, cfg)
-    stored_target = (target[1], target[0]) if swap else target
-
-    box = _draft(img, stored_target)
+    # A JPEG's EXIF precedes its pixels, and its orientation sets the draft size; other formats
+    # may carry theirs after the pixels (PNG's eXIf, XMP), where reading it decodes the image.
+    jpeg = img.format in ("JPEG", "MPO")
+    orientation = _exif_orientation(img) if jpeg else 1
+    geometry = _geometry(img.size, orientation, rotation, cfg)
+    box = _draft(img, geometry.stored_target)
+    if decode_cost(img) > cfg.max_decode_bytes:  # the header (and draft) say what decoding takes
+        return Resized(image_id, Reason.TOO_LARGE)
+    img.load()  # a truncated or corrupt body raises here: a DECODE_ERROR
+    loaded = _exif_orientation(img)
+    if loaded != orientation:
+        # Read only now (PNG, WebP), or already applied by the plugin while loading (Pillow's TIFF
+        # plugin transposes and drops the tag): what is left to apply is what the tag says now.
+        orientation, geometry = loaded, _geometry(img.size, loaded, rotation, cfg)
+    turns, upright, stored_target = geometry.turns, geometry.upright, geometry.stored_target
     rgb = to_rgb(img)
     if rgb.size != stored_target or box is not None:
         rgb = rgb.resize(stored_target, RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
@@ -178,6 +189,46 @@ def _resize_open_image(
         original_width=upright[0],
         original_height=upright[1],
     )
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    turns: int  # the CSV Rotation's quarter turns still to apply (0 under an EXIF orientation)
+    upright: tuple[int, int]  # full-size (width, height) once upright
+    stored_target: tuple[int, int]  # the size to resize to, in the stored frame
+
+
+def _geometry(
+    stored: tuple[int, int], orientation: int, rotation: float | None, cfg: ResizeConfig
+) -> _Geometry:
+    # Open Images' Rotation describes the same correction as an EXIF orientation (it was derived
+    # for images shown without theirs): applying both would turn an upright image over.
+    turns = 0 if orientation in EXIF_TRANSPOSE else quarter_turns(rotation)
+    swap = (orientation in AXIS_SWAPPING) != (turns % 2 == 1)
+    upright = (stored[1], stored[0]) if swap else stored
+    target = target_size(upright, cfg)
+    return _Geometry(turns, upright, (target[1], target[0]) if swap else target)
+
+
+# Bytes a pixel takes in Pillow's memory, by mode (the others, RGB included, take 4).
+PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+
+def decode_cost(img: Image.Image) -> int:
+    """Peak bytes of decoding `img` (at its drafted size) and converting it as `to_rgb` does:
+    the decoded image plus every copy alive at once on its way to RGB."""
+    mode, pixels = img.mode, img.width * img.height
+    if img.mode in ALPHA_MODES or img.has_transparency_data:
+        extra = 4 + 1 + 4 + 4  # RGBA, its alpha band, the RGB and the white background
+    elif mode == "RGB":
+        extra = 0
+    elif mode in SIXTEEN_BIT_MODES:
+        extra = 4 + 4 + 1 + 4  # as 32-bit, scaled, as L, as RGB
+    elif mode in ("I", "F"):
+        extra = 4 + 1 + 4  # scaled, as L, as RGB
+    else:
+        extra = 4  # CMYK, YCbCr, L, P, 1, ... converted to RGB
+    return pixels * (PIXEL_BYTES.get(mode, 4) + extra)
 
 
 def quarter_turns(rotation: float | None) -> int:
@@ -231,30 +282,53 @@ def _draft(
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Decode `img` as 8-bit RGB: alpha and transparency composited on white, 16-bit scaled down."""
-    mode = img.mode
-    if mode == "RGB":
+    """Decode `img` as 8-bit RGB: alpha and transparency composited on white, 16-bit scaled down.
+
+    Transparency is an alpha band, a palette's alpha or a transparency key (PNG's tRNS: one grey
+    or RGB value that is transparent); Pillow turns each of them into alpha on RGBA."""
+    transparent = img.mode in ALPHA_MODES or img.has_transparency_data
+    if img.mode == "RGB" and not transparent:
         img.load()
         return img
+    alpha = _alpha(img) if transparent else None
+    rgb = _eight_bit(img).convert("RGB")
+    if alpha is None:
+        return rgb
+    background = Image.new("RGB", rgb.size, WHITE)
+    background.paste(rgb, mask=alpha)
+    return background
+
+
+def _alpha(img: Image.Image) -> Image.Image:
+    """The image's alpha as an L band. A 16- or 32-bit grey's transparency key is matched on the
+    full values: Pillow's own conversion to RGBA compares it after clipping to 8 bits, and would
+    make every pixel above 254 transparent."""
+    key = img.info.get("transparency")
+    if img.mode in SIXTEEN_BIT_MODES | {"I"} and isinstance(key, int):
+        import numpy as np  # only here: a rare kind of PNG, and workers need not load numpy
+
+        values = np.asarray(img.convert("I"))
+        return Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8), "L")
+    return img.convert("RGBA").getchannel("A")
+
+
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit greys as 8-bit L, scaled, not clipped; other modes as they are."""
+    mode = img.mode
     if mode in SIXTEEN_BIT_MODES:
         # 0..65535 -> 0..255; convert("L") alone would clip almost every pixel to white
-        img = img.convert("I").point(lambda v: v * (1 / 257)).convert("L")
-    elif mode == "I":
+        return img.convert("I").point(lambda v: v * (1 / 257)).convert("L")
+    if mode == "I":
         # 32-bit integers: PNG/TIFF 16-bit data in practice; scale only if it exceeds 8 bits
         if img.getextrema()[1] > 255:
             img = img.point(lambda v: v * (1 / 257))
-        img = img.convert("L")
-    elif mode == "F":
+        return img.convert("L")
+    if mode == "F":
         # floats: 0..1 in practice (scientific TIFFs); anything else is clipped by convert
         if img.getextrema()[1] <= 1.0:
             img = img.point(lambda v: v * 255)
-        img = img.convert("L")
-    if img.mode in ALPHA_MODES or img.has_transparency_data:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGB", rgba.size, WHITE)
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return img.convert("RGB")
+        return img.convert("L")
+    return img
 
 
 def _center_square(img: Image.Image) -> Image.Image:

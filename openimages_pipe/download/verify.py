@@ -34,6 +34,8 @@ MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"BM", "bmp"),
     (0, b"II*\x00", "tiff"),
     (0, b"MM\x00*", "tiff"),
+    (0, b"II+\x00", "tiff"),  # BigTIFF, which Pillow's TIFF plugin reads too
+    (0, b"MM\x00+", "tiff"),
 )
 
 
@@ -49,6 +51,15 @@ class Verdict:
 def md5_b64(body: bytes) -> str:
     """Base64 of the binary MD5: the encoding of the images CSV's `OriginalMD5`."""
     return base64.b64encode(hashlib.md5(body).digest()).decode("ascii")
+
+
+def as_md5_b64(written: str) -> str:
+    """An `OriginalMD5` as the official files write it (base64 of the 16 bytes), also when a
+    third-party list wrote the same digest as 32 hex digits."""
+    text = written.strip()
+    if len(text) == 32 and all(c in "0123456789abcdefABCDEF" for c in text):
+        return base64.b64encode(bytes.fromhex(text)).decode("ascii")
+    return text
 
 
 def sniff(body: bytes) -> str | None:
@@ -135,7 +146,7 @@ def verify(
         return Verdict(Reason.PLACEHOLDER, md5=md5)
     if source is not Source.ORIGINAL or mode is Md5Mode.OFF:
         return Verdict(Reason.OK, verified=False, md5=md5)
-    md5_ok = expected_md5 is None or md5 == expected_md5
+    md5_ok = expected_md5 is None or md5 == as_md5_b64(expected_md5)
     size_ok = expected_size is None or len(body) == expected_size
     if not md5_ok or not size_ok:
         if mode is Md5Mode.LENIENT:

@@ -7,6 +7,8 @@ crosses the process boundary once and nothing but the small resized JPEG comes b
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from openimages_pipe.download.records import Reason, Resized
 from openimages_pipe.download.resize import ResizeConfig, resize_image
 from openimages_pipe.download.spool import Body, read_body
@@ -21,4 +23,9 @@ def check_and_resize(
     verdict = check(body)
     if verdict.reason is not Reason.OK:
         return verdict, None  # a placeholder or a changed original is never decoded
-    return verdict, resize_image(image_id, body, rotation, cfg)
+    resized = resize_image(image_id, body, rotation, cfg)
+    if resized.reason is not Reason.OK:
+        # A body that does not decode (a truncated original) or costs too much to is rejected
+        # like a placeholder: the thumbnail or the mirror may hold a good copy of the photo.
+        return replace(verdict, reason=resized.reason, verified=False), resized
+    return verdict, resized

@@ -9,6 +9,7 @@ inside quoted fields are counted right.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -76,19 +77,77 @@ def _collect(info: CsvInfo, lf: pl.LazyFrame) -> pl.DataFrame:
         raise malformed(info, e) from None
 
 
+def records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
+    """(first line, last line, fields) of every record, as the csv module reads them (newlines
+    inside quotes counted right); bad bytes and unreadable records are an InputError at their line.
+
+    The bytes are decoded a line at a time, so that bad UTF-8 late in a file is reported by its
+    line, not by a byte offset; a field past the csv module's limit (131,072 characters: no Open
+    Images field comes near it) is reported at its line too."""
+    number = 0
+
+    def lines(f) -> Iterator[str]:
+        nonlocal number
+        for number, raw in enumerate(f, start=1):  # noqa: B007 (read by the caller's except)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                reason = f"not UTF-8 text ({e.reason} at byte {e.start + 1} of the line)"
+                raise InputError(reason, path, number) from None
+            yield text.removeprefix("\ufeff") if number == 1 else text
+
+    try:
+        with open(path, "rb") as f:
+            rows = csv.reader(lines(f))
+            start = 1
+            for row in rows:
+                yield start, rows.line_num, row
+                start = rows.line_num + 1
+    except csv.Error as e:
+        raise InputError(f"malformed CSV: {e}", path, number) from None
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+
+
 def malformed(info: CsvInfo, error: Exception) -> InputError:
     """A parse error located by re-reading the file with the csv module (error path only)."""
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    located = ragged(info)
+    return located or InputError(f"malformed CSV: {first_line}", info.path)
+
+
+def ragged(info: CsvInfo, after: int = 0) -> InputError | None:
+    """The first record ending past line `after` with more or fewer fields than the header."""
     width = len(info.columns)
-    with open(info.path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        start = 1
-        for row in reader:
-            if row and len(row) != width and not (info.has_header and reader.line_num == 1):
-                message = f"malformed CSV: {len(row)} fields where the header has {width}"
-                return InputError(message, info.path, start, ",".join(row)[:200])
-            start = reader.line_num + 1
-    return InputError(f"malformed CSV: {first_line}", info.path)
+    for start, end, row in records(info.path):
+        if end <= after or not row or (info.has_header and start == 1):
+            continue
+        if len(row) != width:
+            message = f"malformed CSV: {len(row)} fields where the header has {width}"
+            return InputError(message, info.path, start, ",".join(row)[:200])
+    return None
+
+
+def check_ragged(info: CsvInfo) -> None:
+    """Refuse a file with a record of the wrong field count: polars reads a short record with its
+    last columns empty, so a value that lost its comma would shift every column after it.
+
+    One streaming pass over the raw lines counts the commas outside quotes; only where a line's
+    count differs (a ragged record, or a quoted field across lines) is the file re-read with the
+    csv module, from that line on, to tell which."""
+    if len(info.columns) < 2:
+        return
+    lines = pl.scan_csv(info.path, has_header=False, separator="\x1f", quote_char=None,
+                        new_columns=["line"], infer_schema=False)  # fmt: skip
+    commas = pl.col("line").str.replace_all(r'"(?:[^"]|"")*"', "").str.count_matches(",")
+    odd = lines.with_row_index("line_no", offset=1).filter(
+        pl.col("line").is_not_null() & (commas != len(info.columns) - 1)
+    )
+    suspects = _collect(info, odd.select("line_no").head(1))
+    if suspects.height:
+        located = ragged(info, after=suspects.item() - 1)
+        if located is not None:
+            raise located
 
 
 def validate(info: CsvInfo, raw: pl.LazyFrame) -> None:
@@ -113,15 +172,11 @@ def validate(info: CsvInfo, raw: pl.LazyFrame) -> None:
 
 def line_of_record(path: Path, index: int, has_header: bool) -> int:
     """The 1-based line on which data record `index` starts, counting newlines inside quotes."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        start, seen = 1, -1
-        for row in reader:
-            if (has_header and reader.line_num == 1) or not row:
-                start = reader.line_num + 1
-                continue
-            seen += 1
-            if seen == index:
-                return start
-            start = reader.line_num + 1
-    return start
+    seen, start = -1, 1
+    for start, _, row in records(path):
+        if (has_header and start == 1) or not row:
+            continue
+        seen += 1
+        if seen == index:
+            return start
+    return start if seen >= 0 else 1

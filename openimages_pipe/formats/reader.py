@@ -12,7 +12,6 @@ streaming pass per file that stops at the first bad row.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import re
 from collections.abc import Iterator, Sequence
@@ -86,15 +85,7 @@ class CsvInfo:
 
 
 def _first_rows(path: Path, n: int) -> list[list[str]]:
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            return list(itertools.islice(csv.reader(f), n))
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", path) from None
-    except csv.Error as e:
-        raise InputError(f"not a readable CSV: {e}", path) from None
+    return [row for _, _, row in itertools.islice(csv_checks.records(path), n)]
 
 
 def is_image_id(value: str) -> bool:
@@ -186,6 +177,7 @@ def scan(
         _check_required(info)
         raw = _raw_scan(info)
         if validate:
+            csv_checks.check_ragged(info)
             csv_checks.validate(info, raw)
         frames.append(_typed(raw, info.normalised_columns))
     return pl.concat(frames, how="diagonal_relaxed")

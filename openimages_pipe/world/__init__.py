@@ -9,9 +9,11 @@ served:
 - `quota`: fixed quotas for the rare cases, so that even a tiny world shows each of them.
 - `labels`: machine labels like a real classifier's, and their human verification.
 - `flickr`: the Flickr side of each photo: author, title, IDs and URLs.
-- `render`: the procedural images, pure Pillow, deterministic from a per-image seed.
+- `drawing`: the pixels of an upright scene: shapes, masks, textures.
+- `render`: the procedural images (variants, encodings, files), deterministic from a seed.
 - `make`: `world make`, writing all of it.
 - `faults`: which image fails and how: seeded, pure fault injection.
 - `responses`: what the server sends for each fault.
+- `state`: what a running server knows: routes, fates, the request log, the truth file.
 - `server`: `world serve`, the world over HTTP.
 """

@@ -73,3 +73,46 @@ def test_download_workers_default_to_the_usable_cpus_at_most_eight(monkeypatch) 
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert cli_download.default_workers() == 4
+
+
+def _help_panels(output: str) -> dict[str, list[str]]:
+    """The boxes of a rich `--help`: title -> the options (or arguments) listed in it."""
+    panels: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        if line.startswith("╭─"):
+            listed = panels.setdefault(line.strip("╭─╮ ").strip(), [])
+        elif line.startswith("│"):
+            words = line.strip("│ *").split()  # "*": a required one
+            if words and (words[0].startswith("--") or words[0].endswith("...")):
+                listed.append(words[0])
+    return panels
+
+
+def test_download_help_groups_its_options_in_panels() -> None:
+    result = runner.invoke(app, ["download", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    panels = _help_panels(result.output)
+    assert list(panels) == [
+        "Arguments",
+        "Options",
+        "Input",
+        "Network",
+        "Resize",
+        "Output",
+        "Sharding",
+    ]
+    expected = {
+        "Input": ["--subset", "--limit", "--ids", "--sources", "--mirror-url", "--retry-missing"],
+        "Network": [
+            "--concurrency", "--per-host", "--retries", "--timeout", "--first-byte-timeout",
+            "--max-mb", "--md5", "--allow-private-addresses", "--user-agent",
+        ],
+        "Resize": ["--image-size", "--resize-mode", "--quality", "--workers"],
+        "Output": ["--out", "--format", "--rows-per-shard", "--quiet"],
+        "Sharding": ["--shard-index", "--num-shards"],
+    }  # fmt: skip
+    for panel, options in expected.items():
+        assert panels[panel] == options, panel
+    assert panels["Arguments"] == ["csvs..."]
+    assert panels["Options"] == ["--help"]  # every option of the command is in a panel
+    assert "Only the first N rows." in result.output  # help texts unchanged

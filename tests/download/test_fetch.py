@@ -1,35 +1,26 @@
 """fetch over real HTTP on 127.0.0.1: every fault of the world server ends in the right Fetched.
 
-One small world is made for the module; each test serves it with the faults it needs (all images
-share a fate when a fault's probability is 1). Edge cases the world does not serve (status codes,
-redirect chains, a redirect to file://) come from a tiny aiohttp app on the test's own loop.
+The session's world (tests/conftest.py) is shared; each test serves it with the faults it needs
+(all images share a fate when a fault's probability is 1). Edge cases the world does not serve
+(status codes, redirect chains, a redirect to file://) come from a tiny aiohttp app on the test's
+own loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import io
-import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from PIL import Image
 from yarl import URL
 
-from openimages_pipe.download.fetch import (
-    CHUNK,
-    MIB,
-    FetchConfig,
-    FetchCounters,
-    Fetcher,
-    reason_for_status,
-)
+from openimages_pipe.download.fetch import MIB, FetchConfig, FetchCounters, Fetcher
 from openimages_pipe.download.records import (
     Candidate,
     Fetched,
@@ -39,17 +30,13 @@ from openimages_pipe.download.records import (
     Source,
     Status,
 )
+from openimages_pipe.download.response import CHUNK, reason_for_status
 from openimages_pipe.download.verify import md5_b64
 from openimages_pipe.world.faults import Fault, is_transient, parse_fault_spec
-from openimages_pipe.world.layout import (
-    PLACEHOLDER_PATH,
-    WorldPaths,
-    base_url,
-    free_port,
-    mirror_template,
-)
-from openimages_pipe.world.make import MakeConfig, run
+from openimages_pipe.world.layout import PLACEHOLDER_PATH, WorldPaths, mirror_template
 from openimages_pipe.world.server import ServeConfig, WorldServer
+from tests.fixtures.images import flat
+from tests.fixtures.worlds import image_csvs, served_bytes
 
 # Tests run against 127.0.0.1, so private addresses are allowed except where the refusal is tested;
 # backoff is short so that retries cost milliseconds.
@@ -58,6 +45,7 @@ FAST = FetchConfig(
     first_byte_timeout=2.0, total_timeout=20.0,
 )  # fmt: skip
 ALL_SOURCES = (Source.ORIGINAL, Source.THUMBNAIL, Source.MIRROR)
+pytestmark = pytest.mark.usefixtures("no_errors_logged")  # tests/conftest.py
 
 
 @dataclass(frozen=True)
@@ -91,10 +79,7 @@ class World:
         return rows[:n]
 
     def served(self, url: str) -> bytes:
-        paths = WorldPaths(self.root)
-        with paths.routes.open(newline="") as f:
-            row = next(r for r in csv.DictReader(f) if r["path"] == path(url))
-        return (paths.served / row["file"]).read_bytes()
+        return served_bytes(self.root, path(url))
 
     @property
     def placeholder_md5(self) -> str:
@@ -111,15 +96,14 @@ def path(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    root = tmp_path_factory.mktemp("fetch-world")
-    base = base_url(port=free_port())
-    run(MakeConfig(out=root, seed=11, images=40, base_url=base, workers=1, max_side=600))
-    paths = WorldPaths(root)
+def world(offline_world: Path) -> World:
+    """The session's world (tests/conftest.py) as rows, with the mirror URL of each."""
+    paths = WorldPaths(offline_world)
+    base = paths.read_world_json()["base_url"]
     with paths.routes.open(newline="") as f:
         mirrored = {r["image_id"] for r in csv.DictReader(f) if r["kind"] == "mirror"}
     rows = []
-    for images_csv in sorted(paths.data.glob("images/*/images.csv")):
+    for images_csv in image_csvs(offline_world):
         with images_csv.open(newline="", encoding="utf-8") as f:
             for r in csv.DictReader(f):
                 mirror = mirror_template(base).format(subset=r["Subset"], image_id=r["ImageID"])
@@ -127,16 +111,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
                 row = Row(r["ImageID"], r["OriginalURL"], r["Thumbnail300KURL"], mirror,
                           has_mirror, size, r["OriginalMD5"])  # fmt: skip
                 rows.append(row)
-    return World(root, tuple(rows))
-
-
-@pytest.fixture(autouse=True)
-def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """An unclosed session or connection, or a server traceback, is logged as an error."""
-    caplog.set_level(logging.WARNING)
-    yield
-    records = caplog.get_records("setup") + caplog.get_records("call")
-    assert [r.getMessage() for r in records if r.levelno >= logging.ERROR] == []
+    return World(offline_world, tuple(rows))
 
 
 def serve(world: World, faults: str) -> WorldServer:
@@ -454,18 +429,6 @@ def test_mixed_world_each_image_ends_as_its_fate_says(world: World) -> None:
 # --- edge cases from a tiny app: statuses, redirects, concurrency -------------------------------
 
 
-def jpeg() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 30, 30)).save(out, "JPEG")
-    return out.getvalue()
-
-
-def png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 30, 30)).save(out, "PNG")
-    return out.getvalue()
-
-
 @dataclass
 class AppState:
     requests: Counter[str]
@@ -492,13 +455,13 @@ def tiny_app(state: AppState) -> web.Application:
             case ["no-location"]:
                 return web.Response(status=302)
             case ["png.jpg"]:
-                return web.Response(body=png(), content_type="image/jpeg")
+                return web.Response(body=flat(fmt="PNG"), content_type="image/jpeg")
             case ["slow", _]:
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
                 await asyncio.sleep(0.05)
                 state.in_flight -= 1
-        return web.Response(body=jpeg(), content_type="image/jpeg")
+        return web.Response(body=flat(), content_type="image/jpeg")
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
@@ -558,7 +521,7 @@ def test_redirects_are_followed_by_hand_and_every_hop_checked() -> None:
     outcome, state = with_app(cfg, urls)
     hops, chain, to_file, to_placeholder, no_location, png_as_jpg = outcome.results
     assert (hops.reason, hops.attempts, hops.http_status) == (Reason.OK, 1, 200)  # hops: no attempt
-    assert hops.body == jpeg()
+    assert hops.body == flat()
     assert (chain.reason, chain.http_status) == (Reason.REDIRECT_LOOP, 302)
     assert sum(n for p, n in state.requests.items() if p.startswith("/chain/")) == 3 + 1
     assert (to_file.reason, to_placeholder.reason) == (Reason.BAD_URL, Reason.PLACEHOLDER)

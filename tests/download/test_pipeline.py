@@ -23,24 +23,17 @@ from openimages_pipe.download.fetch import FetchConfig
 from openimages_pipe.download.records import Md5Mode, OutputFormat, Source
 from openimages_pipe.download.tasks import InputConfig
 from openimages_pipe.world import layout as world_layout
-from openimages_pipe.world import make as world_make
 from openimages_pipe.world.server import ServeConfig, WorldServer
-from tests.fixtures.images import png_claiming
+from tests.fixtures.images import flat, png_claiming
+from tests.fixtures.worlds import IMAGES, Served, image_csvs, shard_ids, write_world
 
 # Short timeouts against short server delays: every transient fault clears within the retries.
 FAST = "slow=0.6,stall=0.6,retry_after=1,transient=2"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("world")
-    base = world_layout.base_url(port=world_layout.free_port())
-    world_make.run(world_make.MakeConfig(out=root, seed=5, images=48, base_url=base, workers=1))
-    return root
-
-
-def image_csvs(world: Path) -> tuple[Path, ...]:
-    return tuple(sorted((world / "data" / "images").rglob("images.csv")))
+def world(offline_world: Path) -> Path:
+    return offline_world  # the session's (tests/conftest.py): IMAGES images
 
 
 def config(world: Path, out: Path, base: str, **fetch: object) -> download.DownloadConfig:
@@ -69,19 +62,11 @@ def config(world: Path, out: Path, base: str, **fetch: object) -> download.Downl
     )
 
 
-def shard_ids(out: Path) -> list[str]:
-    return [
-        i
-        for p in sorted(out.glob("shards/*.parquet"))
-        for i in pq.read_table(p)["image_id"].to_pylist()
-    ]
-
-
 def test_clean_world_downloads_every_image_once_verified(world: Path, tmp_path: Path) -> None:
     with WorldServer(ServeConfig(world=world)) as srv:
         download.run(config(world, tmp_path, srv.base_url))
         rows = manifest.load_all(tmp_path)
-        assert rows.height == 48 and set(rows["status"]) == {"ok"}
+        assert rows.height == IMAGES and set(rows["status"]) == {"ok"}
         assert rows.filter(pl.col("source") == "original")["verified"].all()
         sizes = {p.stem: p.stat().st_size for p in (world / "served" / "original").iterdir()}
         originals = rows.filter(pl.col("source") == "original")
@@ -133,7 +118,7 @@ def test_every_fault_ends_with_the_right_status_and_reason(
             config(world, tmp_path, srv.base_url, sources=(Source.ORIGINAL,), md5=Md5Mode.STRICT)
         )
     rows = manifest.load_all(tmp_path)
-    assert rows.height == 48
+    assert rows.height == IMAGES
     for image_id, status, reason in rows.select("image_id", "status", "reason").iter_rows():
         assert (status, reason) == EXPECTED[fates[image_id]], (image_id, fates[image_id])
     ok = set(rows.filter(pl.col("status") == "ok")["image_id"])
@@ -224,12 +209,12 @@ def test_killed_run_resumes_with_no_duplicate_and_no_gap(
         code = proc.wait(30)
         if sig == signal.SIGINT:
             assert time.monotonic() - started < 5 and code in (0, 130, 1)
-        assert 0 < manifest.load_all(tmp_path).height < 48, "killed midway"
+        assert 0 < manifest.load_all(tmp_path).height < IMAGES, "killed midway"
         assert len(shard_ids(tmp_path)) == len(set(shard_ids(tmp_path)))
     with WorldServer(ServeConfig(world=world)) as srv:
         subprocess.run(_cli(world, tmp_path, srv.base_url), check=True, timeout=120)
     rows = manifest.load_all(tmp_path)
-    assert rows.height == 48 and set(rows["status"]) == {"ok"}
+    assert rows.height == IMAGES and set(rows["status"]) == {"ok"}
     assert sorted(shard_ids(tmp_path)) == sorted(rows["image_id"])
     assert not list(tmp_path.rglob(".*tmp*"))
 
@@ -247,17 +232,13 @@ def test_jpeg_format_writes_one_file_per_image(world: Path, tmp_path: Path) -> N
 def test_hostile_rows_each_get_a_clear_outcome_and_lose_nothing_else(tmp_path: Path) -> None:
     world = tmp_path / "w"
     base = world_layout.base_url(port=world_layout.free_port())
-    (world / "served" / "original").mkdir(parents=True)
-    good = io.BytesIO()
-    Image.new("RGB", (300, 200), "teal").save(good, "JPEG")
-    (world / "served" / "original" / "good.jpg").write_bytes(good.getvalue())
-    (world / "served" / "original" / "bomb.png").write_bytes(png_claiming(100_000, 100_000))
-    (world / "world.json").write_text(f'{{"seed": 0, "base_url": "{base}", "layout": "v1"}}')
-    (world / "served" / "routes.csv").write_text(
-        "path,image_id,kind,file,content_type\n"
-        "/good.jpg,00000000000000a1,original,original/good.jpg,image/jpeg\n"
-        "/bomb.png,00000000000000b2,original,original/bomb.png,image/png\n"
-    )
+    originals = world / "served" / "original"
+    write_world(world, base, [
+        Served("/good.jpg", "00000000000000a1", "original", originals / "good.jpg",
+               flat((300, 200), "teal"), "image/jpeg"),
+        Served("/bomb.png", "00000000000000b2", "original", originals / "bomb.png",
+               png_claiming(100_000, 100_000), "image/png"),
+    ])  # fmt: skip
     csv = tmp_path / "images.csv"
     csv.write_text(
         "ImageID,Subset,OriginalURL,OriginalSize,OriginalMD5,Thumbnail300KURL\n"

@@ -16,16 +16,10 @@ from PIL import Image, ImageChops, ImageDraw, ImageOps, ImageStat
 from openimages_pipe.download import resize
 from openimages_pipe.download.records import Reason, Resized, ResizeMode
 from openimages_pipe.download.resize import ResizeConfig, quarter_turns, resize_image
-from tests.fixtures.images import png_claiming
+from tests.fixtures.images import encode, png_claiming
 
 RED = (255, 0, 0)
 T = Image.Transpose
-
-
-def encode(img: Image.Image, fmt: str = "JPEG", **params) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, fmt, **params)
-    return buffer.getvalue()
 
 
 def decode(result: Resized) -> Image.Image:

@@ -22,14 +22,9 @@ from openimages_pipe.download.shard_writer import (
     jpeg_path,
     shard_image_ids,
 )
+from tests.fixtures.images import flat
 
 PREFIX = "shards/00000-20261128T101500"
-
-
-def jpeg(size: tuple[int, int] = (32, 24), color: str = "red") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 def record(
@@ -37,7 +32,7 @@ def record(
 ) -> ShardRecord:
     return ShardRecord(
         image_id=f"{i:016x}",
-        jpeg=jpeg(size),
+        jpeg=flat(size, "red"),
         width=size[0],
         height=size[1],
         original_width=size[0] * 10,
@@ -324,7 +319,7 @@ def test_jpeg_folders_spread_by_the_id_prefix():
 def test_an_unsafe_image_id_is_never_a_file_name(tmp_path, image_id):
     out = tmp_path / "out"
     writer = JpegShardWriter(out, PREFIX)
-    bad = ShardRecord(image_id, jpeg(), 32, 24, 32, 24, "original", None, False)
+    bad = ShardRecord(image_id, flat((32, 24), "red"), 32, 24, 32, 24, "original", None, False)
     with pytest.raises(ValueError, match="image_id"):
         writer.add(bad)
     assert all_files(tmp_path) == []

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from openimages_pipe.download.records import Md5Mode, Reason, Source
 from openimages_pipe.download.verify import (
@@ -20,15 +18,14 @@ from openimages_pipe.download.verify import (
 from openimages_pipe.world.layout import PLACEHOLDER_PATH
 from openimages_pipe.world.render import md5_b64 as world_md5_b64
 from openimages_pipe.world.render import placeholder_png
+from tests.fixtures.images import flat
 
 JPG_URL = "http://127.0.0.1:8642/farm3.staticflickr.com/2467/3654456151_a8c2b5a1e5_o.jpg"
 PNG_URL = "http://127.0.0.1:8642/farm3.staticflickr.com/2467/3654456151_a8c2b5a1e5_o.png"
 
 
-def encode(fmt: str, mode: str = "RGB") -> bytes:
-    out = io.BytesIO()
-    Image.new(mode, (12, 8), 90).save(out, fmt)
-    return out.getvalue()
+def encode(fmt: str) -> bytes:
+    return flat((12, 8), 90, fmt)
 
 
 @pytest.mark.parametrize(

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from PIL import Image
 
 from openimages_pipe.download import worker
 from openimages_pipe.download.records import Md5Mode, Reason, Source
 from openimages_pipe.download.resize import ResizeConfig
 from openimages_pipe.download.spool import Spools
 from openimages_pipe.download.verify import Check, md5_b64
+from tests.fixtures.images import flat
 
 URL = "http://127.0.0.1/photo.jpg"
 
 
 def jpeg(size=(640, 480)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (200, 40, 40)).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+    return flat(size, (200, 40, 40), quality=90)
 
 
 def check(body: bytes, **kw) -> Check:
@@ -59,10 +55,11 @@ def test_a_known_placeholder_is_never_decoded() -> None:
     assert (verdict.reason, resized) == (Reason.PLACEHOLDER, None)
 
 
-def test_a_body_that_passes_but_does_not_decode_is_a_decode_error() -> None:
+def test_a_body_that_passes_but_does_not_decode_is_rejected_as_a_decode_error() -> None:
     body = jpeg()[:300]  # JPEG magic, truncated long before the pixels
     verdict, resized = worker.check_and_resize("a", body, check(body), None, ResizeConfig())
-    assert verdict.reason is Reason.OK
+    # rejected like a placeholder, so that fetch goes on to the thumbnail and the mirror
+    assert (verdict.reason, verdict.verified) == (Reason.DECODE_ERROR, False)
     assert resized is not None and resized.reason is Reason.DECODE_ERROR
 
 

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import random
-import shutil
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
-from openimages_pipe import packaged
 from openimages_pipe.world.classes import (
     OBJECTS_PER_IMAGE,
     build_hierarchy,
@@ -17,28 +13,16 @@ from openimages_pipe.world.classes import (
     sample_scene,
 )
 
-SHARED_DICT = Path("/work/shared/data/openimages-repo/dict.csv")
 
-
-@pytest.fixture(scope="module")
-def dict_path() -> Path:
-    """The repository's dict.csv, copied from the shared data if the manifests copy is missing."""
-    path = packaged.dict_csv()
-    if not path.exists() and SHARED_DICT.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(SHARED_DICT, path)
-    return path
-
-
-def test_every_class_is_a_real_v1_mid_with_its_v1_name(dict_path: Path) -> None:
-    vocabulary = read_dict(dict_path)
+def test_every_class_is_a_real_v1_mid_with_its_v1_name(dict_csv: Path) -> None:
+    vocabulary = read_dict(dict_csv)
     assert len(vocabulary) == 7881
     for cls in build_hierarchy().classes:
         assert vocabulary.get(cls.mid) == cls.name, cls
 
 
-def test_read_dict_keeps_names_with_commas_and_non_ascii(dict_path: Path) -> None:
-    vocabulary = read_dict(dict_path)
+def test_read_dict_keeps_names_with_commas_and_non_ascii(dict_csv: Path) -> None:
+    vocabulary = read_dict(dict_csv)
     assert vocabulary["/m/01c_0l"] == "ducks, geese and swans"
     assert vocabulary["/m/0132x9"] == "kakigōri"
 

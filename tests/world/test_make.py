@@ -7,7 +7,6 @@ import csv
 import hashlib
 import json
 import re
-import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -20,17 +19,9 @@ from openimages_pipe.world import layout as wl
 from openimages_pipe.world.classes import build_hierarchy
 from openimages_pipe.world.make import IMAGES_COLUMNS, MakeConfig, describe, run
 
-SHARED_DICT = Path("/work/shared/data/openimages-repo/dict.csv")
 BASE = "http://127.0.0.1:9999"
 IMAGES = 60
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _dict_csv() -> None:
-    path = packaged.dict_csv()
-    if not path.exists() and SHARED_DICT.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(SHARED_DICT, path)
+pytestmark = pytest.mark.usefixtures("dict_csv")  # tests/conftest.py: world make copies it
 
 
 def _make(root: Path, **kw) -> Path:

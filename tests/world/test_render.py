@@ -13,12 +13,12 @@ import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from openimages_pipe.world.classes import PALETTE, Shape, Texture, build_hierarchy, sample_scene
+from openimages_pipe.world.drawing import SceneObject
 from openimages_pipe.world.render import (
     MIRROR_SIDE,
     PLACEHOLDER_SIZE,
     THUMBNAIL_SIDE,
     RenderJob,
-    SceneObject,
     Variant,
     assign_variants,
     content_type,

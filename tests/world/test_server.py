@@ -6,8 +6,6 @@ import asyncio
 import csv
 import hashlib
 import io
-import json
-import logging
 import os
 import signal
 import socket
@@ -15,7 +13,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +24,6 @@ from openimages_pipe.errors import InputError
 from openimages_pipe.world.faults import Fault, fate, is_transient, parse_fault_spec
 from openimages_pipe.world.layout import (
     PLACEHOLDER_PATH,
-    ROUTES_COLUMNS,
     WorldPaths,
     base_url,
     free_port,
@@ -35,10 +31,14 @@ from openimages_pipe.world.layout import (
     original_url,
     thumbnail_url,
 )
-from openimages_pipe.world.server import ServeConfig, WorldServer, reencode, run
+from openimages_pipe.world.responses import reencode
+from openimages_pipe.world.server import ServeConfig, WorldServer, run
+from tests.fixtures.images import encode
+from tests.fixtures.worlds import Served, served_bytes, write_world
 
 SEED = 1234
 MB = 1024 * 1024
+pytestmark = pytest.mark.usefixtures("no_errors_logged")  # tests/conftest.py
 
 
 @dataclass(frozen=True)
@@ -58,27 +58,19 @@ class TinyWorld:
 
     def file(self, path: str) -> bytes:
         """The bytes routes.csv puts behind a URL path."""
-        with WorldPaths(self.root).routes.open(newline="") as f:
-            row = next(r for r in csv.DictReader(f) if r["path"] == path)
-        return (WorldPaths(self.root).served / row["file"]).read_bytes()
+        return served_bytes(self.root, path)
 
 
-def encode(color: tuple[int, int, int], size: tuple[int, int], fmt: str) -> bytes:
-    out = io.BytesIO()
+def picture(color: tuple[int, int, int], size: tuple[int, int], fmt: str) -> bytes:
     image = Image.new("RGB", size, color)
     image.paste((255 - color[0], color[1], 90), (4, 4, size[0] // 2, size[1] // 2))
-    image.save(out, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
-    return out.getvalue()
+    return encode(image, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
 
 
 def make_world(root: Path, port: int) -> TinyWorld:
     """world.json, routes.csv and small images for two ImageIDs, one with a PNG original."""
     paths = WorldPaths(root)
-    paths.served.mkdir(parents=True)
-    world = {"seed": SEED, "base_url": base_url(port=port), "layout": "v1"}
-    paths.world_json.write_text(json.dumps(world))
-    paths.placeholder.write_bytes(encode((200, 200, 200), (24, 18), "PNG"))
-    rows, images = [], []
+    routes, images = [], []
     for n, (image_id, ext) in enumerate([("000002b66c9c498e", "jpg"), ("000a1249af2bc5f0", "png")]):
         color = (40 * n + 30, 120, 200 - 50 * n)
         image = TinyImage(
@@ -94,32 +86,17 @@ def make_world(root: Path, port: int) -> TinyWorld:
             ("mirror", image.mirror, paths.mirror("validation", image_id), (64, 40)),
         ]:
             fmt = "PNG" if file.suffix == ".png" else "JPEG"
-            file.parent.mkdir(parents=True, exist_ok=True)
-            file.write_bytes(encode(color, size, fmt))
-            relative = file.relative_to(paths.served).as_posix()
-            rows.append((url, image_id, kind, relative, f"image/{fmt.lower()}"))
+            data = picture(color, size, fmt)
+            routes.append(Served(url, image_id, kind, file, data, f"image/{fmt.lower()}"))
         images.append(image)
-    with paths.routes.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(ROUTES_COLUMNS)
-        writer.writerows(rows)
+    placeholder = picture((200, 200, 200), (24, 18), "PNG")
+    write_world(root, base_url(port=port), routes, seed=SEED, placeholder=placeholder)
     return TinyWorld(root, port, tuple(images))
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> TinyWorld:
     return make_world(tmp_path_factory.mktemp("world"), free_port())
-
-
-@pytest.fixture(autouse=True)
-def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Faults are the server's job, not its errors: nothing may log a traceback or leak a thread."""
-    caplog.set_level(logging.WARNING)
-    yield
-    assert [t.name for t in threading.enumerate() if t.name == "world-server"] == []
-    records = caplog.get_records("setup") + caplog.get_records("call") + caplog.records
-    errors = [r.getMessage() for r in records if r.levelno >= logging.ERROR]
-    assert errors == []
 
 
 def serve(world: TinyWorld, faults: str, **kwargs: object) -> WorldServer:
@@ -335,7 +312,7 @@ def test_changed_is_the_same_picture_in_other_bytes(world: TinyWorld, index: int
 
 
 def test_reencode_is_deterministic_and_always_differs() -> None:
-    png = encode((1, 2, 3), (8, 8), "PNG")
+    png = picture((1, 2, 3), (8, 8), "PNG")
     assert reencode(png) == reencode(png)
     assert len(reencode(png)) != len(png)
     assert Image.open(io.BytesIO(reencode(png))).size == (8, 8)
