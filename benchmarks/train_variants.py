@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import torch
 from rich.console import Console
 
-from nlc_model import clean_labels, data, train
+from nlc_model import clean_labels, data, loop, train
 from nlc_model.synthetic import WorldConfig, make_world, write_world
 
 QUALITY_TRAIN = dict(steps=1000, finetune_steps=500, pretrain_steps=500, batch_size=2048,
@@ -69,7 +69,7 @@ def quality(seed: int, work: Path, device: str) -> dict:
     root = work / f"seed{seed}"
     write_world(world, root / "splits", root / "features", files=4)
     cfg = train.TrainConfig(root / "splits", root / "features", root / "run", device=device,
-                            seed=seed, **QUALITY_TRAIN)  # fmt: skip
+                            training=loop.TrainSettings(seed=seed, **QUALITY_TRAIN))  # fmt: skip
     results = train.run(cfg, console=Console(quiet=True))
     cleaned = root / "cleaned_T.parquet"
     clean_cfg = clean_labels.CleanLabelsConfig(root / "run", root / "splits", root / "features",
@@ -98,14 +98,16 @@ def speed(world_cfg: WorldConfig, device: torch.device, batch: int, steps: int, 
     started = time.perf_counter()
     loaded = in_memory(make_world(world_cfg), device)
     print(f"  generated and loaded in {time.perf_counter() - started:.0f} s", flush=True)
-    cfg = train.TrainConfig(work, work, work / "speed", device=device.type, batch_size=batch,
-                            steps=steps, finetune_steps=steps, pretrain_steps=steps,
-                            checkpoint_every=10**9, log_every=max(1, steps // 4))  # fmt: skip
+    timed = loop.TrainSettings(batch_size=batch, steps=steps, finetune_steps=steps,
+                               pretrain_steps=steps, checkpoint_every=10**9,
+                               log_every=max(1, steps // 4))  # fmt: skip
+    cfg = train.TrainConfig(work, work, work / "speed", device=device.type, training=timed)
     rows, console = {}, Console(quiet=True)
-    with train.progress_bar(console) as bar:  # warm-up: first-touch of memory, kernel choice
-        train.train_variant("nlc-joint", loaded, replace(cfg, out=work / "warmup", steps=2), bar)
+    warmup = replace(cfg, out=work / "warmup", training=replace(timed, steps=2))
+    with loop.progress_bar(console) as bar:  # warm-up: first-touch of memory, kernel choice
+        train.train_variant("nlc-joint", loaded, warmup, bar)
     total = time.perf_counter()
-    with train.progress_bar(console) as bar:
+    with loop.progress_bar(console) as bar:
         for name in train.VARIANTS:
             run = train.train_variant(name, loaded, cfg, bar)
             rows[name] = (run.state.seconds, run.state.samples / run.state.seconds)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import torch
 from rich.console import Console
 
-from nlc_model import data, train
+from nlc_model import data, loop, train
 from nlc_model.models import CleanerConfig, LabelCleaner
 from openimages_pipe.errors import InputError
 
@@ -49,7 +49,7 @@ def load_cleaner(cfg: CleanLabelsConfig, device: torch.device) -> tuple[LabelCle
         msg = f"--variant must be one that trains g: {', '.join(CLEANING_VARIANTS)}"
         raise InputError(msg, value=cfg.variant)
     path = cfg.run / cfg.variant / train.CHECKPOINT
-    ckpt = train.load_checkpoint(path)
+    ckpt = loop.load_checkpoint(path)
     if not ckpt["state"]["done"]:
         raise InputError("this variant has not finished: rerun `oi-pipe train` to resume", path)
     g = LabelCleaner(CleanerConfig(**ckpt["cleaner"])).to(device)

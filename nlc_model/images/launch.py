@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from nlc_model import report
-from nlc_model.images.train_backbone import BackboneConfig, config_dict, run
+from nlc_model.images.train_backbone import BackboneConfig, run
+from nlc_model.loop import config_dict, config_from_dict
 from openimages_pipe.errors import InputError
 
 PATHS = ("shards", "splits", "out", "weights")
@@ -28,8 +29,10 @@ def save_config(cfg: BackboneConfig, path: Path) -> None:
 
 
 def load_config(path: Path) -> BackboneConfig:
+    """The config `save_config` wrote: flat, as in every checkpoint."""
     raw = json.loads(path.read_text())
-    return BackboneConfig(**{k: Path(v) if k in PATHS and v else v for k, v in raw.items()})
+    flat = {k: Path(v) if k in PATHS and v else v for k, v in raw.items()}
+    return config_from_dict(BackboneConfig, flat)
 
 
 def launch(cfg: BackboneConfig, nproc: int) -> int:

@@ -7,6 +7,7 @@ Registered on the app by `cli.py`; torch is imported only when one of them runs.
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -23,86 +24,173 @@ class Stage(enum.StrEnum):
     BACKBONE = "backbone"
 
 
+INPUTS, SCHEDULE, CLEANER, BACKBONE, RUN = "Inputs", "Schedule", "Cleaner", "Backbone", "Run"
+
+
 def train_cmd(
-    splits: Annotated[Path, typer.Option(help="Split files from `build-splits`.")],
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, metrics, per-class AP.")],
+    splits: Annotated[
+        Path, typer.Option(help="Split files from `build-splits`.", rich_help_panel=INPUTS)
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="Run folder: checkpoints, metrics, per-class AP.", rich_help_panel=RUN),
+    ],
     features: Annotated[
         Path | None,
-        typer.Option(help="Features table: a Parquet file or folder (image_id, embedding)."),
+        typer.Option(
+            help="Features table: a Parquet file or folder (image_id, embedding).",
+            rich_help_panel=INPUTS,
+        ),
     ] = None,
+    shards: Annotated[
+        Path | None,
+        typer.Option(
+            help="Download folder of Parquet image shards (backbone).", rich_help_panel=INPUTS
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Steps of baseline and nlc-* (features 5000, backbone 10000).",
+            rich_help_panel=SCHEDULE,
+        ),
+    ] = None,
+    finetune_steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="Steps of finetune-* (1000).", rich_help_panel=SCHEDULE),
+    ] = None,
+    pretrain_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="nlc-pretrained: steps of g alone (1000).", rich_help_panel=SCHEDULE
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=2, help="Images per step (features 4096, backbone 64).", rich_help_panel=SCHEDULE
+        ),
+    ] = None,
+    clean_share: Annotated[
+        float,
+        typer.Option(
+            help="V_train's share of a mixed batch (0.1 is the paper's 9:1).",
+            rich_help_panel=SCHEDULE,
+        ),
+    ] = 0.1,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Peak AdamW learning rate (features 1e-2, backbone 1e-3).",
+            rich_help_panel=SCHEDULE,
+        ),
+    ] = None,
+    finetune_lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Peak learning rate of finetune-* (1e-3; 1e-4).", rich_help_panel=SCHEDULE
+        ),
+    ] = None,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option(
+            help="AdamW weight decay (features 0, backbone 0.05).", rich_help_panel=SCHEDULE
+        ),
+    ] = None,
+    warmup: Annotated[
+        int | None,
+        typer.Option(
+            help="Warm-up steps per phase (features 100, backbone 500).", rich_help_panel=SCHEDULE
+        ),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(help="Seed of the initial weights and the batches.", rich_help_panel=SCHEDULE),
+    ] = 0,
+    clean_weight: Annotated[
+        float, typer.Option(help="Weight of L_clean.", rich_help_panel=CLEANER)
+    ] = 0.1,
+    classify_weight: Annotated[
+        float, typer.Option(help="Weight of L_classify.", rich_help_panel=CLEANER)
+    ] = 1.0,
+    unverified: Annotated[
+        str,
+        typer.Option(
+            help="Unverified classes of V_train: `negative` or `masked`.", rich_help_panel=CLEANER
+        ),
+    ] = "negative",
+    embed: Annotated[
+        int,
+        typer.Option(min=1, help="g: size of the y and f(I) embeddings.", rich_help_panel=CLEANER),
+    ] = 256,
+    hidden: Annotated[
+        int, typer.Option(min=1, help="g: size of its hidden layer.", rich_help_panel=CLEANER)
+    ] = 512,
+    activation: Annotated[
+        str, typer.Option(help="g: relu, gelu or tanh.", rich_help_panel=CLEANER)
+    ] = "relu",
+    arch: Annotated[
+        str,
+        typer.Option(
+            help="f: resnet50, inception_v3, resnet18, mobilenet_v3_small, tiny.",
+            rich_help_panel=BACKBONE,
+        ),
+    ] = "resnet50",
+    width: Annotated[
+        int,
+        typer.Option(
+            min=1, help="f = tiny: channels of its first stage.", rich_help_panel=BACKBONE
+        ),
+    ] = 32,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start f from a local state dict or backbone.pt.", rich_help_panel=BACKBONE
+        ),
+    ] = None,
+    image_size: Annotated[
+        int, typer.Option(min=8, help="Crop size S (backbone).", rich_help_panel=BACKBONE)
+    ] = 224,
+    min_scale: Annotated[
+        float, typer.Option(help="RandomResizedCrop's smallest area.", rich_help_panel=BACKBONE)
+    ] = 0.08,
+    finetune_backbone: Annotated[
+        bool,
+        typer.Option(help="Run --variant on images, updating f too.", rich_help_panel=BACKBONE),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Loader processes (backbone).", rich_help_panel=BACKBONE)
+    ] = 4,
+    nproc: Annotated[
+        int,
+        typer.Option(min=1, help="Processes, launched with torchrun.", rich_help_panel=BACKBONE),
+    ] = 1,
     stage: Annotated[
         Stage,
         typer.Option(
             help="`features`: g and h on cached features; `backbone`: f and h on T's noisy "
-            "labels from the image shards (the paper's baseline)."
+            "labels from the image shards (the paper's baseline).",
+            rich_help_panel=RUN,
         ),
     ] = Stage.FEATURES,
-    shards: Annotated[
-        Path | None, typer.Option(help="Download folder of Parquet image shards (backbone).")
-    ] = None,
-    arch: Annotated[
-        str, typer.Option(help="f: resnet50, inception_v3, resnet18, mobilenet_v3_small, tiny.")
-    ] = "resnet50",
-    width: Annotated[int, typer.Option(min=1, help="f = tiny: channels of its first stage.")] = 32,
-    weights: Annotated[
-        Path | None, typer.Option(help="Start f from a local state dict or backbone.pt.")
-    ] = None,
-    image_size: Annotated[int, typer.Option(min=8, help="Crop size S (backbone).")] = 224,
-    min_scale: Annotated[float, typer.Option(help="RandomResizedCrop's smallest area.")] = 0.08,
-    finetune_backbone: Annotated[
-        bool, typer.Option(help="Run --variant on images, updating f too.")
-    ] = False,
-    workers: Annotated[int, typer.Option(min=0, help="Loader processes (backbone).")] = 4,
-    nproc: Annotated[int, typer.Option(min=1, help="Processes, launched with torchrun.")] = 1,
     variant: Annotated[
         str,
         typer.Option(
-            help="all, baseline, finetune-mixed, finetune-clean, nlc-pretrained or nlc-joint."
+            help="all, baseline, finetune-mixed, finetune-clean, nlc-pretrained or nlc-joint.",
+            rich_help_panel=RUN,
         ),
     ] = "all",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=RUN)] = "auto",
     save_predictions: Annotated[
-        bool, typer.Option(help="Write RUN/VARIANT/predictions.parquet (scores on V_eval).")
+        bool,
+        typer.Option(
+            help="Write RUN/VARIANT/predictions.parquet (scores on V_eval).", rich_help_panel=RUN
+        ),
     ] = False,
-    steps: Annotated[
-        int | None,
-        typer.Option(min=1, help="Steps of baseline and nlc-* (features 5000, backbone 10000)."),
-    ] = None,
-    finetune_steps: Annotated[
-        int | None, typer.Option(min=1, help="Steps of finetune-* (1000).")
-    ] = None,
-    pretrain_steps: Annotated[
-        int | None, typer.Option(min=1, help="nlc-pretrained: steps of g alone (1000).")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=2, help="Images per step (features 4096, backbone 64).")
-    ] = None,
-    clean_share: Annotated[
-        float, typer.Option(help="V_train's share of a mixed batch (0.1 is the paper's 9:1).")
-    ] = 0.1,
-    lr: Annotated[
-        float | None, typer.Option(help="Peak AdamW learning rate (features 1e-2, backbone 1e-3).")
-    ] = None,
-    finetune_lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate of finetune-* (1e-3; 1e-4).")
-    ] = None,
-    weight_decay: Annotated[
-        float | None, typer.Option(help="AdamW weight decay (features 0, backbone 0.05).")
-    ] = None,
-    warmup: Annotated[
-        int | None, typer.Option(help="Warm-up steps per phase (features 100, backbone 500).")
-    ] = None,
-    clean_weight: Annotated[float, typer.Option(help="Weight of L_clean.")] = 0.1,
-    classify_weight: Annotated[float, typer.Option(help="Weight of L_classify.")] = 1.0,
-    unverified: Annotated[
-        str, typer.Option(help="Unverified classes of V_train: `negative` or `masked`.")
-    ] = "negative",
-    embed: Annotated[int, typer.Option(min=1, help="g: size of the y and f(I) embeddings.")] = 256,
-    hidden: Annotated[int, typer.Option(min=1, help="g: size of its hidden layer.")] = 512,
-    activation: Annotated[str, typer.Option(help="g: relu, gelu or tanh.")] = "relu",
-    seed: Annotated[int, typer.Option(help="Seed of the initial weights and the batches.")] = 0,
     checkpoint_every: Annotated[
-        int | None, typer.Option(min=1, help="Steps between checkpoints (200; 500).")
+        int | None,
+        typer.Option(min=1, help="Steps between checkpoints (200; 500).", rich_help_panel=RUN),
     ] = None,
 ) -> None:
     """Train the label-cleaning network g and classifier h of Veit et al.
@@ -112,6 +200,7 @@ def train_cmd(
     f and h on T's noisy labels from the image shards, then `oi-pipe embed`. Rerunning the same
     command resumes from the last checkpoint.
     """
+    # Settings whose default depends on the stage: only those given replace the stage's defaults.
     given = {
         k: v
         for k, v in dict(
@@ -120,11 +209,10 @@ def train_cmd(
             warmup=warmup, checkpoint_every=checkpoint_every,
         ).items()
         if v is not None
-    }  # fmt: skip
-    common = dict(
-        splits=splits, out=out, device=device, clean_share=clean_share, seed=seed,
-        clean_weight=clean_weight, classify_weight=classify_weight, unverified=unverified,
-        embed=embed, hidden=hidden, activation=activation,
+    } | dict(
+        clean_share=clean_share, seed=seed, clean_weight=clean_weight,
+        classify_weight=classify_weight, unverified=unverified, embed=embed, hidden=hidden,
+        activation=activation,
     )  # fmt: skip
 
     def backbone_stage() -> None:
@@ -133,9 +221,11 @@ def train_cmd(
         if shards is None:
             raise InputError("--stage backbone needs --shards (a download folder)")
         cfg = train_backbone.BackboneConfig(
-            shards=shards, arch=arch, width=width, weights=weights, image_size=image_size,
-            min_scale=min_scale, workers=workers, finetune_backbone=finetune_backbone,
-            variant=variant if finetune_backbone else "baseline", **common, **given,
+            shards=shards, splits=splits, out=out, arch=arch, width=width, weights=weights,
+            image_size=image_size, min_scale=min_scale,
+            variant=variant if finetune_backbone else "baseline",
+            finetune_backbone=finetune_backbone, workers=workers, device=device,
+            training=replace(train_backbone.TRAINING, **given),
         )  # fmt: skip
         if nproc == 1:
             train_backbone.run(cfg)
@@ -147,12 +237,13 @@ def train_cmd(
 
     def features_stage() -> None:
         from nlc_model import train
+        from nlc_model.loop import TrainSettings
 
         if features is None:
             raise InputError("--stage features needs --features (from `oi-pipe embed`)")
         cfg = train.TrainConfig(
-            features=features, variant=variant, save_predictions=save_predictions,
-            **common, **given,
+            splits=splits, features=features, out=out, variant=variant, device=device,
+            save_predictions=save_predictions, training=TrainSettings(**given),
         )  # fmt: skip
         train.run(cfg)
 

@@ -10,40 +10,19 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nlc_model import train
 from nlc_model.clean_labels import CleanLabelsConfig, run
 from nlc_model.data import load_train_data
 from nlc_model.models import CleanerConfig, LabelCleaner
-from nlc_model.synthetic import WorldConfig, make_world, write_world
+from nlc_model.synthetic import make_world, write_world
 from openimages_pipe.cli import app
 from openimages_pipe.errors import InputError
-
-TINY = WorldConfig(classes=12, families=4, features=8, t_images=300, v_images=200, seed=6)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("run")
-    write_world(make_world(TINY), root / "splits", root / "features.parquet")
-    cfg = train.TrainConfig(
-        root / "splits",
-        root / "features.parquet",
-        root / "run",
-        variant="nlc-joint",
-        steps=30,
-        batch_size=40,
-        embed=8,
-        hidden=8,
-    )
-    train.run(cfg)
-    return root
 
 
 def _cfg(root: Path, out: Path, **kw) -> CleanLabelsConfig:
     return CleanLabelsConfig(root / "run", root / "splits", root / "features.parquet", out, **kw)
 
 
-def test_cli_writes_c_for_every_image_of_t(trained: Path, tmp_path: Path) -> None:
+def test_cli_writes_c_for_every_image_of_t(trained: Path, tiny, tmp_path: Path) -> None:
     out = tmp_path / "clean.parquet"
     args = [
         "clean-labels",
@@ -71,7 +50,7 @@ def test_cli_writes_c_for_every_image_of_t(trained: Path, tmp_path: Path) -> Non
     assert table.column("image_id").to_pylist() == split.image_ids.to_pylist()
     rows = torch.arange(len(split))
     with torch.no_grad():
-        c = g(split.noisy.dense(rows, TINY.classes), data.features.table[split.feature_rows])
+        c = g(split.noisy.dense(rows, tiny.classes), data.features.table[split.feature_rows])
     for i, (labels, conf) in enumerate(
         zip(
             table.column("labels").to_pylist(), table.column("confidences").to_pylist(), strict=True
@@ -88,9 +67,9 @@ def test_top_k_and_threshold_bound_each_row(trained: Path, tmp_path: Path) -> No
     assert counts["images"] == table.num_rows
 
 
-def test_wrong_embedding_width_is_named(trained: Path, tmp_path: Path) -> None:
+def test_wrong_embedding_width_is_named(trained: Path, tiny, tmp_path: Path) -> None:
     other = tmp_path / "w"
-    small = replace(TINY, features=5)
+    small = replace(tiny, features=5)
     write_world(make_world(small), other / "splits", other / "features.parquet")
     cfg = replace(_cfg(trained, tmp_path / "c.parquet"), features=other / "features.parquet")
     with pytest.raises(InputError) as e:

@@ -11,30 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from nlc_model import train
 from nlc_model.evaluate import EvaluateConfig, run
-from nlc_model.synthetic import WorldConfig, make_world, write_world
 from openimages_pipe.cli import app
 from openimages_pipe.errors import InputError
-
-TINY = WorldConfig(classes=12, families=4, features=8, t_images=300, v_images=200, seed=5)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("run")
-    write_world(make_world(TINY), root / "splits", root / "features.parquet")
-    cfg = train.TrainConfig(
-        root / "splits",
-        root / "features.parquet",
-        root / "run",
-        variant="baseline",
-        steps=3,
-        batch_size=40,
-        save_predictions=True,
-    )
-    train.run(cfg)
-    return root
 
 
 def test_predictions_of_train_score_the_same_through_evaluate(trained: Path) -> None:
@@ -57,12 +36,12 @@ def test_predictions_of_train_score_the_same_through_evaluate(trained: Path) -> 
     assert (out / "per_class.parquet").is_file() and (out / "deciles.png").is_file()
 
 
-def test_rows_in_any_order_and_extra_rows_are_ignored(trained: Path, tmp_path: Path) -> None:
+def test_rows_in_any_order_and_extra_rows_are_ignored(trained: Path, tiny, tmp_path: Path) -> None:
     preds = pq.read_table(trained / "run" / "baseline" / "predictions.parquet")
     ref = run(
         EvaluateConfig(trained / "splits", trained / "run" / "baseline" / "predictions.parquet")
     )
-    stranger = pa.table({"image_id": ["not-in-v-eval"], "scores": [[0.5] * TINY.classes]})
+    stranger = pa.table({"image_id": ["not-in-v-eval"], "scores": [[0.5] * tiny.classes]})
     shuffled = pa.concat_tables(
         [preds.take(np.random.default_rng(0).permutation(len(preds))), stranger.cast(preds.schema)]
     )

@@ -14,43 +14,20 @@ from typer.testing import CliRunner
 from nlc_model import train
 from nlc_model.batches import BatchMaker
 from nlc_model.data import load_train_data
+from nlc_model.loop import Objective, get_lr
 from nlc_model.models import Classifier, ClassifierConfig, CleanerConfig, LabelCleaner
-from nlc_model.synthetic import WorldConfig, make_world, write_world
-from nlc_model.train import Objective, TrainConfig, compute_losses, get_lr
+from nlc_model.synthetic import WorldConfig
+from nlc_model.train import compute_losses
 from openimages_pipe.cli import app
 from openimages_pipe.errors import InputError
 
-TINY = WorldConfig(classes=12, families=4, features=8, t_images=300, v_images=200, seed=4)
 
-
-@pytest.fixture(scope="module")
-def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("world")
-    write_world(make_world(TINY), root / "splits", root / "features.parquet")
-    return root
-
-
-def _cfg(world_dir: Path, out: Path, **kw) -> TrainConfig:
-    small = dict(
-        steps=3,
-        finetune_steps=2,
-        pretrain_steps=2,
-        batch_size=40,
-        embed=4,
-        hidden=8,
-        checkpoint_every=1,
-        log_every=1,
-        warmup=0,
-    )
-    return TrainConfig(world_dir / "splits", world_dir / "features.parquet", out, **small | kw)
-
-
-def _models(cfg: TrainConfig) -> tuple[LabelCleaner, Classifier]:
+def _models(tiny: WorldConfig) -> tuple[LabelCleaner, Classifier]:
     torch.manual_seed(0)
-    g = LabelCleaner(CleanerConfig(TINY.classes, TINY.features, embed=4, hidden=8))
+    g = LabelCleaner(CleanerConfig(tiny.classes, tiny.features, embed=4, hidden=8))
     with torch.no_grad():
         g.out.weight.normal_(std=0.5)  # a g' far from zero, so that c differs from y
-    return g, Classifier(ClassifierConfig(TINY.classes, TINY.features))
+    return g, Classifier(ClassifierConfig(tiny.classes, tiny.features))
 
 
 def _batch(world_dir: Path):
@@ -61,11 +38,11 @@ def _batch(world_dir: Path):
     return BatchMaker(data, size=40, clean_share=0.1, unverified="negative", seed=0)(0)
 
 
-def test_classify_loss_sends_no_gradient_into_g(world_dir: Path, tmp_path: Path) -> None:
-    cfg = _cfg(world_dir, tmp_path)
-    g, h = _models(cfg)
+def test_classify_loss_sends_no_gradient_into_g(world_dir, tiny, features_config, tmp_path) -> None:
+    cfg = features_config(tmp_path)
+    g, h = _models(tiny)
     batch = _batch(world_dir)
-    losses = compute_losses(g, h, batch, Objective.JOINT, cfg)
+    losses = compute_losses(g, h, batch, Objective.JOINT, cfg.training)
     losses.classify.backward(retain_graph=True)
     assert all(p.grad is None for p in g.parameters())
     assert all(p.grad.abs().sum() > 0 for p in h.parameters())
@@ -75,11 +52,11 @@ def test_classify_loss_sends_no_gradient_into_g(world_dir: Path, tmp_path: Path)
     assert all(p.grad is None for p in h.parameters())
 
 
-def test_joint_targets_are_c_on_t_and_v_on_v_train(world_dir: Path, tmp_path: Path) -> None:
-    cfg = _cfg(world_dir, tmp_path)
-    g, h = _models(cfg)
+def test_joint_targets_are_c_on_t_and_v_on_v_train(world_dir, tiny, features_config, tmp_path):
+    cfg = features_config(tmp_path)
+    g, h = _models(tiny)
     batch = _batch(world_dir)
-    losses = compute_losses(g, h, batch, Objective.JOINT, cfg)
+    losses = compute_losses(g, h, batch, Objective.JOINT, cfg.training)
     with torch.no_grad():
         c = g(batch.y, batch.x)  # (B, d)
         q = torch.cat([c[: 40 - batch.clean], batch.v])
@@ -89,7 +66,7 @@ def test_joint_targets_are_c_on_t_and_v_on_v_train(world_dir: Path, tmp_path: Pa
     assert losses.classify.item() == pytest.approx(classify.item(), rel=1e-5)
     assert losses.clean.item() == pytest.approx(clean.item(), rel=1e-5)
     assert losses.total.item() == pytest.approx(0.1 * clean.item() + classify.item(), rel=1e-5)
-    noisy = compute_losses(g, h, batch, Objective.MIXED, cfg)  # q = y on T: another value
+    noisy = compute_losses(g, h, batch, Objective.MIXED, cfg.training)  # q = y on T: another value
     assert noisy.classify.item() != pytest.approx(classify.item(), rel=1e-3)
 
 
@@ -105,8 +82,8 @@ def _params(run_dir: Path, variant: str) -> dict[str, torch.Tensor]:
     return {f"h.{k}": v for k, v in ckpt["h"].items()} | {f"g.{k}": v for k, v in ckpt["g"].items()}
 
 
-def test_three_step_run_checkpoints_reloads_and_resumes(world_dir, tmp_path, monkeypatch) -> None:
-    whole = _cfg(world_dir, tmp_path / "whole", variant="nlc-joint")
+def test_three_step_run_checkpoints_reloads_and_resumes(features_config, tmp_path, monkeypatch):
+    whole = features_config(tmp_path / "whole", variant="nlc-joint")
     train.run(whole)
     calls = []
     real_step = train.train_step
@@ -145,55 +122,43 @@ def test_three_step_run_checkpoints_reloads_and_resumes(world_dir, tmp_path, mon
     assert calls == []
 
 
-def test_resuming_with_other_settings_is_refused(world_dir: Path, tmp_path: Path) -> None:
-    cfg = _cfg(world_dir, tmp_path, variant="baseline")
+def test_resuming_with_other_settings_is_refused(features_config, tmp_path: Path) -> None:
+    cfg = features_config(tmp_path, variant="baseline")
     train.run(cfg)
     with pytest.raises(InputError) as e:
-        train.run(replace(cfg, lr=0.5, variant="nlc-joint"))  # another variant, same folder
+        train.run(features_config(tmp_path, lr=0.5, variant="nlc-joint"))  # same folder
     assert f"{tmp_path / 'config.json'}: written with --lr 0.01, not 0.5" in str(e.value)
     (tmp_path / "config.json").unlink()  # the checkpoint holds its config too
     with pytest.raises(InputError) as e:
-        train.run(replace(cfg, lr=0.5))
+        train.run(features_config(tmp_path, lr=0.5, variant="baseline"))
     assert f"{tmp_path / 'baseline' / 'ckpt.pt'}: written with --lr" in str(e.value)
 
 
-def test_finetuning_starts_from_baseline_h(world_dir: Path, tmp_path: Path) -> None:
-    cfg = _cfg(world_dir, tmp_path, variant="finetune-clean", finetune_lr=1e-12)
+def test_finetuning_starts_from_baseline_h(features_config, tiny, tmp_path: Path) -> None:
+    cfg = features_config(tmp_path, variant="finetune-clean", finetune_lr=1e-12)
     results = train.run(cfg)
     assert set(results) == {"baseline", "finetune-clean"}
     base, tuned = (
         torch.load(tmp_path / v / "ckpt.pt", weights_only=True)["h"]
         for v in ("baseline", "finetune-clean")
     )
-    fresh = Classifier(ClassifierConfig(TINY.classes, TINY.features)).state_dict()
+    fresh = Classifier(ClassifierConfig(tiny.classes, tiny.features)).state_dict()
     assert torch.allclose(base["linear.weight"], tuned["linear.weight"], atol=1e-6)
     assert not torch.allclose(fresh["linear.weight"], tuned["linear.weight"], atol=1e-3)
 
 
+def _train_args(world_dir: Path, out: Path) -> list[str]:
+    """`oi-pipe train` on the TINY world's splits and features, into `out`."""
+    splits, features = world_dir / "splits", world_dir / "features.parquet"
+    return ["train", "--splits", str(splits), "--features", str(features), "--out", str(out)]
+
+
 def test_cli_trains_all_variants_and_writes_the_outputs(world_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = [
-        "train",
-        "--splits",
-        str(world_dir / "splits"),
-        "--features",
-        str(world_dir / "features.parquet"),
-        "--out",
-        str(out),
-        "--steps",
-        "2",
-        "--finetune-steps",
-        "2",
-        "--pretrain-steps",
-        "2",
-        "--batch-size",
-        "40",
-        "--embed",
-        "4",
-        "--hidden",
-        "8",
-        "--save-predictions",
-    ]
+    args = _train_args(world_dir, out) + [
+        "--steps", "2", "--finetune-steps", "2", "--pretrain-steps", "2", "--batch-size", "40",
+        "--embed", "4", "--hidden", "8", "--save-predictions",
+    ]  # fmt: skip
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "Table 2 layout" in result.output
@@ -216,16 +181,7 @@ def test_cli_trains_all_variants_and_writes_the_outputs(world_dir: Path, tmp_pat
     ],
 )
 def test_bad_options_are_one_line_errors(world_dir: Path, tmp_path: Path, args, named) -> None:
-    base = [
-        "train",
-        "--splits",
-        str(world_dir / "splits"),
-        "--features",
-        str(world_dir / "features.parquet"),
-        "--out",
-        str(tmp_path),
-    ]
-    result = CliRunner().invoke(app, base + args)
+    result = CliRunner().invoke(app, _train_args(world_dir, tmp_path) + args)
     assert result.exit_code == 1
     assert named in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1

@@ -6,24 +6,16 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from nlc_model.images import shards
 from nlc_model.images import train_backbone as tb
 from nlc_model.images.batches import load_image_data
 from nlc_model.images.launch import launch
-from tests.fixtures.nlc_images import real_download, shard_ids, write_splits
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    download = real_download(tmp_path_factory)
-    return download, write_splits(tmp_path_factory.mktemp("splits"), shard_ids(download))
-
-
-def test_ranks_read_disjoint_shares_of_t_that_cover_it(inputs) -> None:
-    data = load_image_data(*inputs, torch.device("cpu"))
+def test_ranks_read_disjoint_shares_of_t_that_cover_it(image_inputs) -> None:
+    data = load_image_data(*image_inputs, torch.device("cpu"))
     spec = shards.StreamSpec(32, train=True, seed=1)
     t = data.rows["T"]
     mine = [
@@ -33,11 +25,10 @@ def test_ranks_read_disjoint_shares_of_t_that_cover_it(inputs) -> None:
     assert sorted(np.concatenate(mine).tolist()) == list(range(len(t)))
 
 
-def test_torchrun_trains_with_two_gloo_processes(inputs, tmp_path: Path, capfd) -> None:
-    download, splits = inputs
-    cfg = tb.BackboneConfig(download, splits, tmp_path, arch="tiny", width=4, image_size=32,
-                            steps=2, batch_size=4, warmup=0, workers=0, device="cpu",
-                            log_every=1)  # fmt: skip
+def test_torchrun_trains_with_two_gloo_processes(image_inputs, backbone_config, tmp_path: Path,
+                                                 capfd) -> None:  # fmt: skip
+    download, splits = image_inputs
+    cfg = backbone_config(tmp_path, steps=2, checkpoint_every=500)
     code = launch(cfg, nproc=2)
     out = capfd.readouterr().out
     assert code == 0, out

@@ -19,22 +19,18 @@ from nlc_model.images import train_backbone as tb
 from nlc_model.images.backbone import Backbone, BackboneSpec, load_weights
 from openimages_pipe.cli import app
 from openimages_pipe.errors import InputError
-from tests.fixtures.nlc_images import real_download, shard_ids, write_splits
+from tests.fixtures.nlc_images import shard_ids
 
 QUIET = Console(quiet=True)
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def trained(tmp_path_factory, image_inputs, backbone_config) -> tuple[Path, Path]:
     """Real shards and a `train --stage backbone` checkpoint (tiny, width 4: D = 32)."""
-    download = real_download(tmp_path_factory)
     root = tmp_path_factory.mktemp("embed")
-    splits = write_splits(root / "splits", shard_ids(download))
-    cfg = tb.BackboneConfig(download, splits, root / "run", arch="tiny", width=4, image_size=40,
-                            steps=1, batch_size=4, workers=0, device="cpu")  # fmt: skip
-    tb.run(cfg, QUIET)
-    return download, root / "run" / "baseline" / tb.CHECKPOINT
+    tb.run(backbone_config(root / "run", image_size=40, steps=1), QUIET)
+    return image_inputs[0], root / "run" / "baseline" / tb.CHECKPOINT
 
 
 def test_one_row_per_image_with_the_checkpoints_width(trained, tmp_path: Path) -> None:

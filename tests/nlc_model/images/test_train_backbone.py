@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,27 +12,12 @@ from rich.console import Console
 from nlc_model.images import train_backbone as tb
 from nlc_model.images.backbone import Backbone, BackboneSpec, load_weights
 from nlc_model.images.launch import load_config, save_config
+from nlc_model.loop import config_dict
 from nlc_model.models import Classifier, ClassifierConfig
 from openimages_pipe.errors import InputError
-from tests.fixtures.nlc_images import real_download, shard_ids, write_splits
 
 QUIET = Console(quiet=True)
 REAL_BATCHES = tb.image_batches
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    download = real_download(tmp_path_factory)
-    splits = write_splits(tmp_path_factory.mktemp("splits"), shard_ids(download))
-    return download, splits
-
-
-def config(inputs, out: Path, **changes) -> tb.BackboneConfig:
-    download, splits = inputs
-    cfg = tb.BackboneConfig(download, splits, out, arch="tiny", width=4, image_size=32,
-                            steps=3, batch_size=4, warmup=0, workers=0, device="cpu",
-                            checkpoint_every=1, log_every=1)  # fmt: skip
-    return replace(cfg, **changes)
 
 
 class Killed(Exception):
@@ -56,14 +39,14 @@ def crash_after(steps: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return drawn
 
 
-def test_baseline_trains_checkpoints_and_resumes(inputs, tmp_path, monkeypatch) -> None:
-    cfg = config(inputs, tmp_path)
+def test_baseline_trains_checkpoints_and_resumes(backbone_config, tmp_path, monkeypatch) -> None:
+    cfg = backbone_config(tmp_path)
     crash_after(2, monkeypatch)
     with pytest.raises(Killed):
         tb.run(cfg, QUIET)
     path = tmp_path / "baseline" / tb.CHECKPOINT
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["config"] == tb.config_dict(cfg)  # the resolved config travels with it
+    assert ckpt["config"] == config_dict(cfg)  # the resolved config travels with it
     assert (ckpt["state"]["step"], ckpt["state"]["done"]) == (2, False)
     assert ckpt["optimizer"] is not None and ckpt["backbone"] == {"arch": "tiny", "width": 4}
 
@@ -71,7 +54,7 @@ def test_baseline_trains_checkpoints_and_resumes(inputs, tmp_path, monkeypatch) 
     results = tb.run(cfg, QUIET)
     assert len(drawn) == 1
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["state"]["done"] and ckpt["state"]["samples"] == 3 * cfg.batch_size
+    assert ckpt["state"]["done"] and ckpt["state"]["samples"] == 3 * cfg.training.batch_size
     assert math.isfinite(results["baseline"]["AP_all"])
     assert json.loads((tmp_path / tb.METRICS).read_text())["baseline"]["steps"] == 3
     assert (tmp_path / "baseline" / "backbone_per_class.parquet").is_file()
@@ -82,17 +65,17 @@ def test_baseline_trains_checkpoints_and_resumes(inputs, tmp_path, monkeypatch) 
     assert any(not torch.equal(a, b) for a, b in zip(fresh, f.parameters(), strict=True))
 
 
-def test_resuming_with_other_settings_is_refused(inputs, tmp_path) -> None:
-    tb.run(config(inputs, tmp_path, steps=1), QUIET)
+def test_resuming_with_other_settings_is_refused(backbone_config, tmp_path) -> None:
+    tb.run(backbone_config(tmp_path, steps=1), QUIET)
     with pytest.raises(InputError, match="--lr 0.001, not 0.01"):
-        tb.run(config(inputs, tmp_path, steps=1, lr=0.01), QUIET)
+        tb.run(backbone_config(tmp_path, steps=1, lr=0.01), QUIET)
 
 
-def test_finetune_backbone_updates_f_in_nlc_joint(inputs, tmp_path) -> None:
-    tb.run(config(inputs, tmp_path, steps=2, clean_share=0.25), QUIET)  # --stage backbone
+def test_finetune_backbone_updates_f_in_nlc_joint(backbone_config, tmp_path) -> None:
+    tb.run(backbone_config(tmp_path, steps=2, clean_share=0.25), QUIET)  # --stage backbone
     # g's sizes are no concern of the baseline: the fine-tuning run starts from it as it is
-    cfg = config(inputs, tmp_path, steps=2, clean_share=0.25, variant="nlc-joint",
-                 finetune_backbone=True, embed=8, hidden=16)  # fmt: skip
+    cfg = backbone_config(tmp_path, steps=2, clean_share=0.25, variant="nlc-joint",
+                          finetune_backbone=True, embed=8, hidden=16)  # fmt: skip
     results = tb.run(cfg, QUIET)
     assert set(results) == {"baseline", "nlc-joint"}
     base, joint = (torch.load(tmp_path / v / tb.CHECKPOINT, weights_only=True) for v in results)
@@ -102,30 +85,30 @@ def test_finetune_backbone_updates_f_in_nlc_joint(inputs, tmp_path) -> None:
     assert any(k.endswith("weight") for k in changed), "f learned from the image path"
 
 
-def test_other_variants_need_finetune_backbone(inputs, tmp_path) -> None:
+def test_other_variants_need_finetune_backbone(backbone_config, tmp_path) -> None:
     with pytest.raises(InputError, match="--finetune-backbone"):
-        tb.run(config(inputs, tmp_path, variant="nlc-joint"), QUIET)
+        tb.run(backbone_config(tmp_path, variant="nlc-joint"), QUIET)
 
 
-def test_missing_weights_file_is_a_clear_error(inputs, tmp_path) -> None:
+def test_missing_weights_file_is_a_clear_error(backbone_config, tmp_path) -> None:
     missing = tmp_path / "resnet.pth"
     with pytest.raises(InputError, match="weights file not found") as e:
-        tb.run(config(inputs, tmp_path / "run", weights=missing), QUIET)
+        tb.run(backbone_config(tmp_path / "run", weights=missing), QUIET)
     assert str(missing) in str(e.value)
 
 
-def test_config_round_trips_through_json_for_torchrun(inputs, tmp_path) -> None:
-    cfg = config(inputs, tmp_path, weights=tmp_path / "w.pt")
+def test_config_round_trips_through_json_for_torchrun(backbone_config, tmp_path) -> None:
+    cfg = backbone_config(tmp_path, weights=tmp_path / "w.pt")
     save_config(cfg, tmp_path / "launch.json")
     assert load_config(tmp_path / "launch.json") == cfg
 
 
-def test_train_stage_backbone_from_the_command_line(inputs, tmp_path) -> None:
+def test_train_stage_backbone_from_the_command_line(image_inputs, tmp_path) -> None:
     from typer.testing import CliRunner
 
     from openimages_pipe.cli import app
 
-    download, splits = inputs
+    download, splits = image_inputs
     args = ["train", "--stage", "backbone", "--shards", str(download), "--splits", str(splits)]
     args += ["--out", str(tmp_path), "--arch", "tiny", "--width", "4", "--image-size", "32"]
     args += ["--steps", "2", "--batch-size", "4", "--warmup", "0", "--workers", "0"]
