@@ -35,19 +35,6 @@ ZIPF_OFFSET = 20  # p(rank k) ~ 1 / (k + offset): a head ~200x the tail, a few t
 FP_RATE = 0.266
 LINK_ROT = {"ok": 0.91, "missing": 0.08, "failed": 0.01}
 CHUNK_ROWS = 4_000_000
-IMAGE_COLUMNS = (
-    "ImageID",
-    "Subset",
-    "OriginalURL",
-    "OriginalLandingURL",
-    "License",
-    "AuthorProfileURL",
-    "Author",
-    "Title",
-    "OriginalSize",
-    "OriginalMD5",
-    "Thumbnail300KURL",
-)
 AUTHORS = ("Warren", "Karen", "José Luis Sánchez", "Smith, John", "Zoë", "mk", "Dan & Lisa")
 TITLES = ("IMG_0042", "DSC01234", "Pearl, Kauai", '"Old" truck', "Straßenbahn in Köln", "")
 
