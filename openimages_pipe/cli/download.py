@@ -51,7 +51,12 @@ def download_cmd(
         typer.Option(help="Only rows of this subset (repeatable).", rich_help_panel=INPUT),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(min=1, help="Only the first N rows.", rich_help_panel=INPUT)
+        int | None,
+        typer.Option(
+            min=1,
+            help="Only the first N images (an ImageID listed twice counts once).",
+            rich_help_panel=INPUT,
+        ),
     ] = None,
     ids: Annotated[
         Path | None,

@@ -4,7 +4,8 @@ One module per stage, in the order an image goes through them, then the wiring:
 
 - `records`: the small typed records the stages pass and their closed vocabularies (status,
   reason, source, resize mode).
-- `tasks`: the read stage, images CSVs -> the `ImageTask`s still to do (resume, retry, shares).
+- `tasks`: the read stage, images CSVs -> the `ImageTask`s still to do (resume, retry, shares),
+  one per ImageID however many rows list it.
 - `host_gate`: which hosts may be reached, and how fast (admission, per-host limits, Retry-After).
 - `fetch`: an `ImageTask` in, a `Fetched` out, over one aiohttp session; sources tried in order.
 - `response`: one attempt's HTTP response read into a `Reply`: status -> reason, the body up to

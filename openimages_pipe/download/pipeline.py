@@ -33,9 +33,10 @@ from openimages_pipe.download.shard_writer import (
     jpeg_path,
 )
 from openimages_pipe.download.spool import Body
-from openimages_pipe.download.tasks import InputConfig
+from openimages_pipe.download.tasks import InputConfig, ReadPlan
 from openimages_pipe.download.verify import Check, Verdict
 from openimages_pipe.download.worker import check_and_resize
+from openimages_pipe.errors import InputError
 
 # Rows buffered before a journal part is written: small enough that a kill loses seconds of
 # failure records (which are simply retried), large enough that parts stay few.
@@ -157,7 +158,10 @@ def _shard_record(fetched: Fetched, resized: Resized) -> ShardRecord:
 
 
 async def _feed(run: _Run, batches, pool, fetcher, to_writer, progress: DownloadProgress) -> None:
-    """Start one task per image, at most `limit` at a time, until done or stopped."""
+    """Start one task per image, at most `limit` at a time, until done or stopped.
+
+    Bad input found mid-stream (an InputError from `batches`) ends the run like a stop, then
+    propagates: what finished is recorded, and the fixed CSV's rerun does the rest."""
     limit = asyncio.Semaphore(run.cfg.fetch.concurrency * IN_FLIGHT_FACTOR)
     active: set[asyncio.Task] = set()
 
@@ -166,32 +170,43 @@ async def _feed(run: _Run, batches, pool, fetcher, to_writer, progress: Download
         limit.release()
         progress.advance()
 
-    for batch in batches:
-        run.tally.invalid(batch.invalid_ids)
-        run.prior.update(batch.prior)
-        for task in batch.tasks:
-            await limit.acquire()
+    try:
+        for batch in batches:
+            run.tally.invalid(batch.invalid_ids)
+            run.prior.update(batch.prior)
+            for task in batch.tasks:
+                await limit.acquire()
+                if run.stop.is_set():
+                    limit.release()
+                    break
+                t = asyncio.create_task(_process(run, pool, fetcher, task, to_writer))
+                active.add(t)
+                t.add_done_callback(finished)
             if run.stop.is_set():
-                limit.release()
                 break
-            t = asyncio.create_task(_process(run, pool, fetcher, task, to_writer))
-            active.add(t)
-            t.add_done_callback(finished)
+            await asyncio.sleep(0)  # let the batch's tasks start before reading the next batch
+    except InputError:
+        _cancel(active)
+        raise
+    finally:
         if run.stop.is_set():
-            break
-        await asyncio.sleep(0)  # let the batch's tasks start before reading the next batch
-    if run.stop.is_set():
-        for t in list(active):
-            t.cancel()  # unfinished images are not in the manifest: the next run does them
-    await asyncio.gather(*active, return_exceptions=True)
+            _cancel(active)
+        await asyncio.gather(*active, return_exceptions=True)
 
 
-async def _download(cfg: DownloadConfig, run: _Run, done, prior_frame, total: int) -> None:
+def _cancel(active: set[asyncio.Task]) -> None:
+    for t in list(active):
+        t.cancel()  # unfinished images are not in the manifest: the next run does them
+
+
+async def _download(
+    cfg: DownloadConfig, run: _Run, done, prior_frame, plan: ReadPlan, total: int
+) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, run.stop.set)
     to_writer: asyncio.Queue = asyncio.Queue(maxsize=cfg.rows_per_shard)
-    batches = download_input.iter_batches(cfg.input, done, prior_frame)
+    batches = download_input.iter_batches(cfg.input, done, prior_frame, plan)
     spools = None
     try:
         with (
@@ -221,18 +236,31 @@ async def _download(cfg: DownloadConfig, run: _Run, done, prior_frame, total: in
 
 
 def run(cfg: DownloadConfig) -> run_record.RunSummary:
-    """Download what is left to do, resumably; returns (and records) what happened."""
+    """Download what is left to do, resumably; returns (and records) what happened.
+
+    Bad input (an InputError at the start or mid-stream) still writes the run record, saying the
+    run failed and why, then propagates for the command line to print."""
     cfg.out.mkdir(parents=True, exist_ok=True)
     run_id = run_record.new_run_id() + "-" + uuid.uuid4().hex[:6]
     with run_record.share_lock(cfg.out, cfg.share):
         prior_frame = manifest.compact(cfg.out, cfg.share)  # merges what a killed run left
         run_record.remove_orphans(cfg.out, cfg.share, prior_frame)
         done = manifest.done_ids(prior_frame, cfg.retry_missing)
-        total = download_input.count_rows(cfg.input, done, prior_frame)
         run = _Run(cfg, {}, run_id)
+        error: Exception | None = None
         try:
-            asyncio.run(_download(cfg, run, done, prior_frame, total))
+            plan = download_input.read_plan(cfg.input)
+            run.tally.duplicates = plan.duplicates
+            total = download_input.count_rows(cfg.input, done, prior_frame, plan)
+            asyncio.run(_download(cfg, run, done, prior_frame, plan, total))
+        except KeyboardInterrupt:  # outside the loop's signal handlers: a stop, not a failure
+            run.stop.set()
+            raise
+        except Exception as e:  # any: recorded as the run's failure, then re-raised
+            error = e
+            raise
         finally:
             merged = manifest.compact(cfg.out, cfg.share)
-            summary = run_record.finish(cfg, run_id, run.tally, merged, stopped=run.stop.is_set())
+            stopped = run.stop.is_set()
+            summary = run_record.finish(cfg, run_id, run.tally, merged, stopped, error)
     return summary

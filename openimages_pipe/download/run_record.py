@@ -2,7 +2,8 @@
 
 Owns turning a Fetched outcome into a manifest row (carrying first_seen, attempts and last_ok over
 from earlier runs), counting what changed (recovered, newly missing), the one-process-per-share
-lock, removing shards that a killed run wrote but never recorded, and `DIR/runs/*.json`.
+lock, removing shards that a killed run wrote but never recorded, and `DIR/runs/*.json`, which says
+how the run ended (completed, stopped, or failed and why).
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ from openimages_pipe.download.records import Fetched, Reason, Status
 from openimages_pipe.errors import InputError
 
 INVALID_EXAMPLES = 20
+
+
+class Outcome(enum.StrEnum):
+    """How a run ended, as its record and `status` say."""
+
+    COMPLETED = "completed"  # every selected row was read and settled
+    STOPPED = "stopped"  # SIGINT or SIGTERM: what finished is kept, the rest waits for a rerun
+    FAILED = "failed"  # bad input (or a crash): `error` says why; what was recorded is kept
 
 
 def new_run_id() -> str:
@@ -74,6 +83,7 @@ class RunTally:
     newly_missing: int = 0
     invalid_ids: int = 0
     invalid_examples: list[str] = dataclasses.field(default_factory=list)
+    duplicates: int = 0  # rows skipped: an earlier row (of any input CSV) lists their ImageID
 
     def count(self, row: dict, prior: dict | None) -> None:
         self.status[row["status"]] += 1
@@ -105,6 +115,8 @@ class RunSummary:
     seconds: float
     stopped: bool
     totals: dict[str, int]  # the whole manifest by status, after this run
+    outcome: Outcome = Outcome.COMPLETED
+    error: str | None = None
 
 
 @contextmanager
@@ -165,10 +177,25 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def describe(error: Exception) -> str:
+    """The one line a run record gives for what ended a run: bad input as the CLI prints it."""
+    if isinstance(error, InputError):
+        return str(error)
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
 def finish(
-    cfg: Any, run_id: str, tally: RunTally, merged: pl.DataFrame, stopped: bool
+    cfg: Any,
+    run_id: str,
+    tally: RunTally,
+    merged: pl.DataFrame,
+    stopped: bool,
+    error: Exception | None = None,
 ) -> RunSummary:
-    """Write `DIR/runs/<run>-<share>.json`: the resolved config, the tally and the totals."""
+    """Write `DIR/runs/<run>-<share>.json`: the resolved config, how it ended, the tally and the
+    totals. `error`: what ended the run early (bad input, found at the start or mid-stream)."""
+    outcome = Outcome.FAILED if error else Outcome.STOPPED if stopped else Outcome.COMPLETED
+    message = describe(error) if error else None
     started = dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     seconds = (manifest.now() - started).total_seconds()
     totals = dict(merged.group_by("status").len().iter_rows())
@@ -177,7 +204,9 @@ def finish(
         "share": cfg.share.name,
         "finished": manifest.now().isoformat(),
         "seconds": seconds,
-        "stopped_early": stopped,
+        "stopped_early": stopped or error is not None,
+        "outcome": outcome.value,
+        "error": message,
         "config": jsonable(cfg),
         "this_run": {
             "images": tally.done,
@@ -189,6 +218,7 @@ def finish(
             "newly_missing": tally.newly_missing,
             "invalid_image_ids": tally.invalid_ids,
             "invalid_examples": tally.invalid_examples,
+            "duplicates": tally.duplicates,
         },
         "manifest_totals": totals,
     }
@@ -197,9 +227,15 @@ def finish(
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     os.replace(tmp, path)
-    return RunSummary(run_id, path, tally, seconds, stopped, totals)
+    return RunSummary(run_id, path, tally, seconds, stopped, totals, outcome, message)
 
 
 def latest_record(out: Path) -> dict | None:
+    """The record of the run that started last; of runs started in the same second (a run id
+    names its second), the one that finished last."""
     records = sorted((out / "runs").glob("*.json"))
-    return json.loads(records[-1].read_text(encoding="utf-8")) if records else None
+    if not records:
+        return None
+    second = records[-1].name[:16]
+    same = [json.loads(r.read_text(encoding="utf-8")) for r in records if r.name[:16] == second]
+    return max(same, key=lambda record: dt.datetime.fromisoformat(record["finished"]))

@@ -1,4 +1,5 @@
-"""`oi-pipe status DIR`: what a download holds, what died, and what the last run changed."""
+"""`oi-pipe status DIR`: what a download holds, what died, and what the last run changed (or why
+it failed)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import polars as pl
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from openimages_pipe.download import manifest, run_record
 from openimages_pipe.errors import InputError
@@ -39,15 +41,24 @@ def summarise(out: Path) -> dict:
         "source": counts(ok, "source"),
         "verified": int(ok["verified"].sum()),
         "bytes_ok": int(ok["bytes"].sum() or 0),
-        "last_run": None
-        if last is None
-        else {
-            "run_id": last["run_id"],
-            "finished": last["finished"],
-            "stopped_early": last["stopped_early"],
-            **{k: last["this_run"][k] for k in ("images", "recovered", "newly_missing")},
-            "invalid_image_ids": last["this_run"]["invalid_image_ids"],
-        },
+        "last_run": None if last is None else _last_run(last),
+    }
+
+
+def _last_run(record: dict) -> dict:
+    this_run = record["this_run"]
+    # records written before `outcome` existed: a run either stopped early or completed
+    stopped = run_record.Outcome.STOPPED if record["stopped_early"] else None
+    outcome = record.get("outcome") or stopped or run_record.Outcome.COMPLETED
+    return {
+        "run_id": record["run_id"],
+        "finished": record["finished"],
+        "stopped_early": record["stopped_early"],
+        "outcome": str(outcome),
+        "error": record.get("error"),
+        **{k: this_run[k] for k in ("images", "recovered", "newly_missing")},
+        "invalid_image_ids": this_run["invalid_image_ids"],
+        "duplicates": this_run.get("duplicates", 0),
     }
 
 
@@ -67,19 +78,26 @@ def render(summary: dict) -> Group:
         f"{summary['verified']:,} ok images verified by size and MD5; "
         f"{summary['bytes_ok'] / 1e6:,.1f} MB fetched for them",
     ]
-    last = summary["last_run"]
-    if last:
-        parts.append(
-            f"last run {last['run_id']}: {last['images']:,} images, {last['recovered']:,} "
-            f"recovered, {last['newly_missing']:,} newly missing"
-            + (", stopped early" if last["stopped_early"] else "")
-            + (
-                f", {last['invalid_image_ids']:,} rows with an invalid ImageID skipped"
-                if last["invalid_image_ids"]
-                else ""
-            )
-        )
+    if summary["last_run"]:
+        parts.append(Text(last_run_line(summary["last_run"])))  # Text: a message is not markup
     return Group(*parts)
+
+
+def last_run_line(last: dict) -> str:
+    """`last run <id>: N images, ...`; a failed run leads with why: `last run: failed: <why>`."""
+    counts = [
+        f"{last['images']:,} images",
+        f"{last['recovered']:,} recovered",
+        f"{last['newly_missing']:,} newly missing",
+    ]
+    if last["invalid_image_ids"]:
+        counts.append(f"{last['invalid_image_ids']:,} rows with an invalid ImageID skipped")
+    if last["duplicates"]:
+        counts.append(f"{last['duplicates']:,} rows repeating an ImageID merged into its first")
+    if last["outcome"] == run_record.Outcome.FAILED:
+        return f"last run: failed: {last['error']} (run {last['run_id']}: {', '.join(counts)})"
+    stopped = ", stopped early" if last["outcome"] == run_record.Outcome.STOPPED else ""
+    return f"last run {last['run_id']}: {', '.join(counts)}{stopped}"
 
 
 def run(cfg: StatusConfig) -> dict:

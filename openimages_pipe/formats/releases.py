@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from openimages_pipe.packaged import manifests_dir
@@ -42,6 +43,9 @@ class Release:
     box_sources: tuple[str, ...]  # Source values of its bounding-box files
     subsets: dict[str, dict[str, int]]
     mirror_template: str
+    # subset -> the mirror folders that hold its images, where they are not the subset's own
+    # (V1's validation set is in the mirror's validation/ and test/: V2 split it)
+    subset_map: dict[str, tuple[str, ...]]
     files: tuple[ReleaseFile, ...]
 
     def files_of(self, kind: str) -> tuple[ReleaseFile, ...]:
@@ -73,6 +77,7 @@ def _release_from_toml(doc: dict) -> Release:
         box_sources=tuple(doc["label_sources"].get("boxes", ())),
         subsets={k: dict(v) for k, v in doc.get("subsets", {}).items()},
         mirror_template=doc["mirror"]["url_template"],
+        subset_map={k: tuple(v) for k, v in doc["mirror"].get("subset_map", {}).items()},
         files=files,
     )
 
@@ -109,3 +114,11 @@ def all_machine_sources() -> frozenset[str]:
 
 def all_human_sources() -> frozenset[str]:
     return frozenset(s for r in load_releases() for s in r.human_sources)
+
+
+def mirror_folders(release_ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """The mirror folders to try, in order, for the subsets of a file any of these releases
+    could have written; a subset not in the map is its own folder."""
+    maps = [release(r).subset_map for r in release_ids]
+    subsets = dict.fromkeys(s for m in maps for s in m)
+    return {s: tuple(dict.fromkeys(f for m in maps for f in m.get(s, (s,)))) for s in subsets}
