@@ -14,6 +14,7 @@ One module per stage, in the order an image goes through them, then the wiring:
 - `verify`: pure checks of a body (size, MD5, Flickr's placeholders).
 - `worker`: what a worker process does with one body: `verify`, then `resize`.
 - `resize`: Pillow, synchronous, in worker processes: bytes -> an upright, resized JPEG.
+- `colour`: decoded pixels of any mode -> 8-bit RGB on white, and what converting them costs.
 - `shard_writer`: resized images -> Parquet shards or JPEG files, atomically.
 - `manifest`: one row per ImageID saying what became of it; the journal of the run under way.
 - `run_record`: what one run did: its tally and its record file.

@@ -9,7 +9,9 @@ One image, in order:
    (TOO_LARGE) before a single pixel is decoded;
 2. JPEG draft mode: libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below the target size; the
    full-size decode is where most of the time goes (3.6 MP: ~3x less CPU drafted);
-3. convert to RGB (alpha composited on white, 16-bit scaled down, CMYK/palette/1-bit expanded);
+3. refuse what would cost more memory than `max_decode_bytes` to decode and convert (from the
+   header, `colour.decode_cost`), load, then convert to RGB (`colour.to_rgb`: alpha and
+   transparency keys composited on white, 16-bit scaled down, CMYK/palette/1-bit expanded);
 4. resize in the stored frame (bicubic, with `reducing_gap`), then transpose the small result:
    the EXIF orientation first, then the CSV's `Rotation`;
 5. centre-crop (for `center-crop`) and encode as a baseline JPEG with no EXIF/ICC metadata.
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from openimages_pipe.download.colour import decode_cost, to_rgb
 from openimages_pipe.download.records import Reason, Resized, ResizeMode
 
 # Formats we let Pillow parse. Flickr and the mirrors serve JPEG (the JPEG plugin also opens MPO,
@@ -52,7 +55,6 @@ REDUCING_GAP = 3.0
 # img2dataset's: 36.2 dB PSNR from a full decode + Lanczos, against 37.0 for Lanczos and 36.2 for
 # img2dataset's full decode + INTER_AREA (100 photos of the download benchmark's corpus, q95).
 RESAMPLE = Image.Resampling.BICUBIC
-WHITE = (255, 255, 255)
 
 EXIF_ORIENTATION_TAG = 0x0112
 # EXIF orientation -> the transposition that makes the stored pixels upright, as in
@@ -73,8 +75,6 @@ QUARTER_TURNS = {
     2: Image.Transpose.ROTATE_180,
     3: Image.Transpose.ROTATE_270,
 }
-ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
-SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 # What Pillow raises on bytes it cannot decode: UnidentifiedImageError and "image file is
 # truncated" (OSErrors), ValueError and SyntaxError from the plugins, EOFError from frame seeks,
@@ -210,27 +210,6 @@ def _geometry(
     return _Geometry(turns, upright, (target[1], target[0]) if swap else target)
 
 
-# Bytes a pixel takes in Pillow's memory, by mode (the others, RGB included, take 4).
-PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
-
-
-def decode_cost(img: Image.Image) -> int:
-    """Peak bytes of decoding `img` (at its drafted size) and converting it as `to_rgb` does:
-    the decoded image plus every copy alive at once on its way to RGB."""
-    mode, pixels = img.mode, img.width * img.height
-    if img.mode in ALPHA_MODES or img.has_transparency_data:
-        extra = 4 + 1 + 4 + 4  # RGBA, its alpha band, the RGB and the white background
-    elif mode == "RGB":
-        extra = 0
-    elif mode in SIXTEEN_BIT_MODES:
-        extra = 4 + 4 + 1 + 4  # as 32-bit, scaled, as L, as RGB
-    elif mode in ("I", "F"):
-        extra = 4 + 1 + 4  # scaled, as L, as RGB
-    else:
-        extra = 4  # CMYK, YCbCr, L, P, 1, ... converted to RGB
-    return pixels * (PIXEL_BYTES.get(mode, 4) + extra)
-
-
 def quarter_turns(rotation: float | None) -> int:
     """The CSV's Rotation as counter-clockwise quarter turns in 0..3 (nearest, ties to even)."""
     if rotation is None or not math.isfinite(rotation):
@@ -279,56 +258,6 @@ def _draft(
         return None
     box = drafted[1]  # (0, 0, W / scale, H / scale): the exact source area of the decoded pixels
     return None if box[2:] == img.size else box  # scale 1: a plain full decode
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Decode `img` as 8-bit RGB: alpha and transparency composited on white, 16-bit scaled down.
-
-    Transparency is an alpha band, a palette's alpha or a transparency key (PNG's tRNS: one grey
-    or RGB value that is transparent); Pillow turns each of them into alpha on RGBA."""
-    transparent = img.mode in ALPHA_MODES or img.has_transparency_data
-    if img.mode == "RGB" and not transparent:
-        img.load()
-        return img
-    alpha = _alpha(img) if transparent else None
-    rgb = _eight_bit(img).convert("RGB")
-    if alpha is None:
-        return rgb
-    background = Image.new("RGB", rgb.size, WHITE)
-    background.paste(rgb, mask=alpha)
-    return background
-
-
-def _alpha(img: Image.Image) -> Image.Image:
-    """The image's alpha as an L band. A 16- or 32-bit grey's transparency key is matched on the
-    full values: Pillow's own conversion to RGBA compares it after clipping to 8 bits, and would
-    make every pixel above 254 transparent."""
-    key = img.info.get("transparency")
-    if img.mode in SIXTEEN_BIT_MODES | {"I"} and isinstance(key, int):
-        import numpy as np  # only here: a rare kind of PNG, and workers need not load numpy
-
-        values = np.asarray(img.convert("I"))
-        return Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8), "L")
-    return img.convert("RGBA").getchannel("A")
-
-
-def _eight_bit(img: Image.Image) -> Image.Image:
-    """16-bit and 32-bit greys as 8-bit L, scaled, not clipped; other modes as they are."""
-    mode = img.mode
-    if mode in SIXTEEN_BIT_MODES:
-        # 0..65535 -> 0..255; convert("L") alone would clip almost every pixel to white
-        return img.convert("I").point(lambda v: v * (1 / 257)).convert("L")
-    if mode == "I":
-        # 32-bit integers: PNG/TIFF 16-bit data in practice; scale only if it exceeds 8 bits
-        if img.getextrema()[1] > 255:
-            img = img.point(lambda v: v * (1 / 257))
-        return img.convert("L")
-    if mode == "F":
-        # floats: 0..1 in practice (scientific TIFFs); anything else is clipped by convert
-        if img.getextrema()[1] <= 1.0:
-            img = img.point(lambda v: v * 255)
-        return img.convert("L")
-    return img
 
 
 def _center_square(img: Image.Image) -> Image.Image:
