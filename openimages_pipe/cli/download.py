@@ -43,7 +43,10 @@ def parse_sources(text: str) -> tuple[Source, ...]:
 
 def download_cmd(
     csvs: Annotated[
-        list[Path], typer.Argument(exists=True, dir_okay=False, help="Open Images images CSVs.")
+        list[Path],
+        typer.Argument(
+            help="Open Images images CSVs, or quoted glob patterns ('images_2016_08/*/images.csv')."
+        ),
     ],
     *,  # keyword-only: grouped by panel, so --out (required) stands among the Output options
     subset: Annotated[
@@ -183,6 +186,7 @@ def download_cmd(
     from openimages_pipe.download.fetch import FetchConfig
     from openimages_pipe.download.resize import ResizeConfig
     from openimages_pipe.download.tasks import InputConfig
+    from openimages_pipe.formats import paths
 
     def build_and_run() -> None:
         if shard_index >= num_shards:
@@ -201,7 +205,7 @@ def download_cmd(
         cfg = download.DownloadConfig(
             out=out,
             input=InputConfig(
-                csvs=tuple(csvs),
+                csvs=paths.expand(csvs, "download"),
                 subsets=tuple(subset or ()),
                 ids_file=ids,
                 limit=limit,

@@ -107,6 +107,8 @@ def records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
         raise InputError(f"malformed CSV: {e}", path, number) from None
     except FileNotFoundError:
         raise InputError("file not found", path) from None
+    except OSError as e:  # a folder, no permission, an I/O error
+        raise InputError(f"cannot read this file ({e.strerror})", path) from None
 
 
 def malformed(info: CsvInfo, error: Exception) -> InputError:
