@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HUMAN = ("human", "verification", "crowdsource-verification")
@@ -147,25 +148,35 @@ def set_sizes(out: Path) -> dict:
     return sizes
 
 
+def alternate(
+    root: Path, repeat: int, sides: dict[str, Callable[[Path], dict]]
+) -> tuple[dict[str, Path], dict[str, list[dict]]]:
+    """Run each side `repeat` times, alternating, each into a fresh ROOT/<side>/: the folders and
+    each side's measurements (with the load average before each run)."""
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
+    outs = {name: root / name for name in sides}
+    for _ in range(repeat):
+        for name, side in sides.items():
+            shutil.rmtree(outs[name], ignore_errors=True)
+            outs[name].mkdir(parents=True)
+            load = os.getloadavg()[0]
+            runs[name].append(side(outs[name]) | {"load_before": round(load, 2)})
+            print(name, runs[name][-1], flush=True)
+    return outs, runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", type=Path, help="a folder written by gen_v1_labels.py")
     parser.add_argument("--out", type=Path, default=Path("/tmp/oi-pipe-bench"))
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    runs: dict[str, list[dict]] = {"oi-pipe": [], "duckdb": []}
-    outs = {name: args.out / name for name in runs}
-    for _ in range(args.repeat):
-        for name, out in outs.items():
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
-            load = os.getloadavg()[0]
-            if name == "oi-pipe":
-                result = measure(oi_pipe_command(args.data, out))
-            else:
-                result = measure([sys.executable, "-c", DUCKDB_SCRIPT], duckdb_sql(args.data, out))
-            runs[name].append(result | {"load_before": round(load, 2)})
-            print(name, runs[name][-1], flush=True)
+    outs, runs = alternate(args.out, args.repeat, {
+        "oi-pipe": lambda out: measure(oi_pipe_command(args.data, out)),
+        "duckdb": lambda out: measure(
+            [sys.executable, "-c", DUCKDB_SCRIPT], duckdb_sql(args.data, out)
+        ),
+    })  # fmt: skip
     same = set_sizes(outs["oi-pipe"]) == set_sizes(outs["duckdb"])
     best = {name: min(r["wall_s"] for r in rs) for name, rs in runs.items()}
     summary = {

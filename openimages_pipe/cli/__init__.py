@@ -4,6 +4,7 @@ One thin typer command per job, each building the frozen config of what it runs 
 `run(cfg)`. Modules, in the order a user meets the commands:
 
 - `__init__` (here): the app, `demo` and `inspect`, and the order of `--help`.
+- `select`: `select`, the images of chosen classes, and the options `download --classes` shares.
 - `download`: `download` and `status`.
 - `splits`: `build-splits` and `stats`.
 - `learn`: `train`, `embed`, `evaluate` and `clean-labels` (nlc_model, imported inside them).
@@ -25,6 +26,7 @@ import typer
 from openimages_pipe import __version__
 from openimages_pipe.cli import download as cli_download
 from openimages_pipe.cli import learn as cli_learn
+from openimages_pipe.cli import select as cli_select
 from openimages_pipe.cli import splits as cli_splits
 from openimages_pipe.cli import world as cli_world
 from openimages_pipe.cli.common import guarded
@@ -117,6 +119,7 @@ def demo_cmd(
 # In `--help`, in the order a user meets them: the demo, the three jobs with their companions,
 # then the tools around them.
 app.command("demo")(demo_cmd)
+app.command("select")(cli_select.select_cmd)
 app.command("download")(cli_download.download_cmd)
 app.command("status")(cli_download.status_cmd)
 app.command("build-splits")(cli_splits.build_splits_cmd)

@@ -13,16 +13,19 @@ from typing import Annotated
 import typer
 
 from openimages_pipe.cli.common import guarded
+from openimages_pipe.cli.select import MACHINE_MIN_CONFIDENCE, download_selection, option
 from openimages_pipe.download.records import Md5Mode, OutputFormat, ResizeMode, Source
 from openimages_pipe.errors import InputError
+from openimages_pipe.select.records import LabelSource
 
 MIRROR_DEFAULT = "https://open-images-dataset.s3.amazonaws.com/{subset}/{image_id}.jpg"
 # One event loop costs ~2.5-3 ms of CPU per 1.2 MB original and a worker ~20 ms: past ~8 workers
 # the loop, not the decoding, sets the pace (benchmarks/download_architecture.py).
 MAX_DEFAULT_WORKERS = 8
-# `download --help` groups the options: what to read, how to fetch, how to resize, what to write,
-# and which share of the rows this process takes.
+# `download --help` groups the options: what to read, which classes, how to fetch, how to resize,
+# what to write, and which share of the rows this process takes.
 INPUT, NETWORK, RESIZE, OUTPUT, SHARDING = "Input", "Network", "Resize", "Output", "Sharding"
+CLASSES = "Classes"
 
 
 def default_workers() -> int:
@@ -88,6 +91,16 @@ def download_cmd(
             help="Also retry images that were permanently missing.", rich_help_panel=INPUT
         ),
     ] = False,
+    classes: Annotated[list[str] | None, option("classes", CLASSES)] = None,
+    labels: Annotated[list[Path] | None, option("labels", CLASSES)] = None,
+    class_names: Annotated[Path | None, option("class_names", CLASSES, dir_okay=False)] = None,
+    label_source: Annotated[LabelSource, option("source", CLASSES)] = LabelSource.ANY,
+    min_confidence: Annotated[
+        float, option("min_confidence", CLASSES, min=0.0, max=1.0)
+    ] = MACHINE_MIN_CONFIDENCE,
+    exclusive: Annotated[bool, option("exclusive", CLASSES)] = False,
+    max_per_class: Annotated[int | None, option("max_per_class", CLASSES, min=1)] = None,
+    seed: Annotated[int, option("seed", CLASSES)] = 0,
     concurrency: Annotated[
         int, typer.Option(min=1, help="Requests in flight, in all.", rich_help_panel=NETWORK)
     ] = 64,
@@ -179,7 +192,13 @@ def download_cmd(
     Tries OriginalURL, then Thumbnail300KURL, then the mirror by ImageID; checks OriginalSize and
     OriginalMD5, detects Flickr's placeholder, and records every image's fate in
     DIR/manifest.parquet. A rerun skips what is done, retries what may recover (and, with
-    --retry-missing, what was missing). Ctrl-C stops within seconds and keeps what finished.
+    --retry-missing, what was missing). Ctrl-C or SIGTERM stops within seconds, keeps what
+    finished and exits 130 or 143; a full disk or an unwritable DIR stops it with one line and
+    exit code 1. Every run into DIR must give the same --num-shards.
+
+    With --classes and --labels, only the images of those classes: the run first makes the
+    selection `oi-pipe select` makes (of the images these CSVs list, in --subset) into DIR/select/,
+    prints its counts per class, downloads exactly its ids.txt and records it in the run record.
     """
     from openimages_pipe.download import pipeline as download
     from openimages_pipe.download import status
@@ -202,6 +221,11 @@ def download_cmd(
             allow_private=allow_private_addresses,
             **({"user_agent": user_agent} if user_agent else {}),
         )
+        selection = download_selection(
+            out, ids, classes=classes, labels=labels, class_names=class_names, source=label_source,
+            min_confidence=min_confidence, exclusive=exclusive, max_per_class=max_per_class,
+            seed=seed,
+        )  # fmt: skip
         cfg = download.DownloadConfig(
             out=out,
             input=InputConfig(
@@ -213,6 +237,7 @@ def download_cmd(
                 share_count=num_shards,
                 sources=parse_sources(sources),
                 mirror_template=mirror_url,
+                selection=selection,
             ),
             fetch=fetch,
             resize=ResizeConfig(mode=resize_mode, image_size=image_size, quality=quality),

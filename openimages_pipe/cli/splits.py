@@ -11,6 +11,25 @@ from typing import Annotated
 import typer
 
 from openimages_pipe.cli.common import guarded
+from openimages_pipe.errors import InputError
+
+# A --classes value ending so is meant as a file, never as a class name.
+CLASS_FILE_SUFFIXES = (".csv", ".txt", ".tsv")
+
+
+def class_spec(values: list[str] | None) -> Path | tuple[str, ...] | None:
+    """`--classes`: one existing file is a class file; anything else is names and MIDs."""
+    if not values:
+        return None
+    files = [v for v in values if Path(v).is_file()]
+    missing = [v for v in values if v.lower().endswith(CLASS_FILE_SUFFIXES) and v not in files]
+    if missing:
+        raise InputError("--classes: no such class file", Path(missing[0]))
+    if files and len(values) > 1:
+        raise InputError(
+            "--classes takes one class file, or names and MIDs, not both", Path(files[0])
+        )
+    return Path(values[0]) if files else tuple(values)
 
 
 def build_splits_cmd(
@@ -30,10 +49,13 @@ def build_splits_cmd(
     ],
     out: Annotated[Path, typer.Option(help="Folder for the Parquet files and splits.json.")],
     classes: Annotated[
-        Path | None,
+        list[str] | None,
         typer.Option(
             help="Vocabulary: a labelmap or trainable-classes list (one MID a line) or a "
-            "class-descriptions file. Default: the V1 rule, from the data."
+            "class-descriptions file; or the classes themselves, by display name (case and "
+            "spaces ignored, matched against --class-names, default V1's dict.csv) or MID, "
+            "repeated or comma-separated, as `select --classes` takes them. Default: the V1 "
+            "rule, from the data."
         ),
     ] = None,
     class_names: Annotated[
@@ -80,15 +102,17 @@ def build_splits_cmd(
     """
     from openimages_pipe.splits import build as command
 
-    cfg = command.SplitsConfig(
-        images=tuple(images), machine_labels=tuple(machine_labels),
-        human_labels=tuple(human_labels), out=out, classes=classes, class_names=class_names,
-        downloaded=downloaded, clean_fraction=clean_fraction, seed=seed,
-        min_confidence=min_confidence, min_train_images=min_train_images,
-        min_val_images=min_val_images, verified_from=verified_from,
-    )  # fmt: skip
-    summary = guarded(lambda: command.run(cfg))
-    typer.echo(command.describe(summary))
+    def body() -> command.SplitsSummary:
+        cfg = command.SplitsConfig(
+            images=tuple(images), machine_labels=tuple(machine_labels),
+            human_labels=tuple(human_labels), out=out, classes=class_spec(classes),
+            class_names=class_names, downloaded=downloaded, clean_fraction=clean_fraction,
+            seed=seed, min_confidence=min_confidence, min_train_images=min_train_images,
+            min_val_images=min_val_images, verified_from=verified_from,
+        )  # fmt: skip
+        return command.run(cfg)
+
+    typer.echo(command.describe(guarded(body)))
 
 
 def stats_cmd(

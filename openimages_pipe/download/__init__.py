@@ -17,7 +17,12 @@ One module per stage, in the order an image goes through them, then the wiring:
 - `colour`: decoded pixels of any mode -> 8-bit RGB on white, and what converting them costs.
 - `shard_writer`: resized images -> Parquet shards or JPEG files, atomically.
 - `manifest`: one row per ImageID saying what became of it; the journal of the run under way.
+- `atomic`: every file written whole or not at all; a write error as one `OutputError`.
 - `run_record`: what one run did: its tally and its record file.
+- `run_state`: the state of the run under way (journal, writer, images in flight) and the one
+  coroutine that writes its shards.
+- `stopping`: SIGINT and SIGTERM in each phase of a run, the grace period for a stuck worker, and
+  workers that end with the main process.
 - `progress`: the live display (images/s, MB/s, ETA) or quiet log lines.
 - `pipeline`: `run(DownloadConfig)`, wiring the stages and nothing else.
 - `status`: `oi-pipe status`, what a download folder holds.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from openimages_pipe.download import atomic
 from openimages_pipe.download.records import Status
+from openimages_pipe.errors import InputError
 
 SCHEMA = pa.schema(
     [
@@ -42,6 +45,9 @@ SCHEMA = pa.schema(
     ]
 )
 POLARS_SCHEMA = pl.Schema(pl.from_arrow(SCHEMA.empty_table()).schema)
+# The --num-shards of a folder's first run, which every later run must give too.
+SHARES_FILE = ".num-shards"
+_SHARE_NAME = re.compile(r"/\d{5}-of-(\d{5})[-/.]")
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,46 @@ def journal_dir(out: Path, share: Share) -> Path:
     return out / ".journal" / share.name
 
 
+def claim_share_count(out: Path, share: Share) -> None:
+    """Refuse a run whose share count is not the folder's: shares of another count split the
+    ImageIDs otherwise, under other names, so both runs would store some images.
+
+    The folder's count is in DIR/.num-shards, which its first run writes (only if absent, and
+    atomically, so of two first runs that race the second is refused too); for a folder from
+    before that file, the names of its manifests, journals and shards say it."""
+    marker = out / SHARES_FILE
+    counts = _share_counts(out)
+    if not marker.is_file() and counts <= {share.count}:
+        _claim(marker, share.count)
+    counts |= {int(marker.read_text())} if marker.is_file() else set()
+    if counts - {share.count}:
+        held = " and ".join(f"--num-shards {n}" for n in sorted(counts))
+        message = f"this folder holds a download made with {held}: give the same, or another --out"
+        raise InputError(message, out, value=f"--num-shards {share.count}")
+
+
+def _share_counts(out: Path) -> set[int]:
+    """The share counts that a folder's file names show (not its lock files: a refused run leaves
+    one)."""
+    named = [*(out / "manifest").glob("*.parquet"), *(out / ".journal").glob("*/*.parquet")]
+    named += (out / "shards").glob("*.parquet")
+    counts = {int(m[1]) for p in named if (m := _SHARE_NAME.search(p.as_posix()))}
+    return counts | ({1} if (out / "manifest.parquet").is_file() else set())
+
+
+def _claim(marker: Path, count: int) -> None:
+    """Write DIR/.num-shards unless it exists: a link, unlike a rename, fails on a taken name."""
+    temporary = marker.with_name(f"{marker.name}.tmp-{os.getpid()}")
+    with atomic.writing(marker):
+        try:
+            temporary.write_text(f"{count}\n", encoding="utf-8")
+            os.link(temporary, marker)
+        except FileExistsError:
+            pass  # another first run claimed it: its count is read back and compared
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
 def all_manifest_files(out: Path) -> list[Path]:
     """Every merged manifest and journal part under DIR, from every share."""
     files = [out / "manifest.parquet"] if (out / "manifest.parquet").is_file() else []
@@ -74,14 +120,9 @@ def all_manifest_files(out: Path) -> list[Path]:
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write Parquet so that `path` is always absent, the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write Parquet so that `path` is always absent, the old file or the complete new one; a
+    write error is an OutputError naming `path`, and leaves no temporary file."""
+    atomic.write_file(path, lambda f: pq.write_table(table, f, compression="zstd"))
 
 
 def rows_to_table(rows: Iterable[dict]) -> pa.Table:

@@ -14,7 +14,6 @@ import datetime as dt
 import enum
 import fcntl
 import json
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,10 +22,10 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from openimages_pipe.download import manifest, shard_writer
+from openimages_pipe.download import atomic, manifest, shard_writer
 from openimages_pipe.download.manifest import Share
 from openimages_pipe.download.records import Fetched, Reason, Status
-from openimages_pipe.errors import InputError
+from openimages_pipe.errors import InputError, OutputError
 
 INVALID_EXAMPLES = 20
 
@@ -35,7 +34,7 @@ class Outcome(enum.StrEnum):
     """How a run ended, as its record and `status` say."""
 
     COMPLETED = "completed"  # every selected row was read and settled
-    STOPPED = "stopped"  # SIGINT or SIGTERM: what finished is kept, the rest waits for a rerun
+    STOPPED = "stopped"  # SIGINT or SIGTERM (`signal` says which): what finished is kept
     FAILED = "failed"  # bad input (or a crash): `error` says why; what was recorded is kept
 
 
@@ -117,13 +116,16 @@ class RunSummary:
     totals: dict[str, int]  # the whole manifest by status, after this run
     outcome: Outcome = Outcome.COMPLETED
     error: str | None = None
+    signal: str | None = None  # what stopped it: SIGINT or SIGTERM
 
 
 @contextmanager
 def share_lock(out: Path, share: Share) -> Iterator[None]:
     """One process per share and output directory: two would write the same shards."""
     path = out / f".lock-{share.name}"
-    with open(path, "w") as f:
+    with atomic.writing(path):
+        lock = open(path, "w")  # noqa: SIM115 (closed by the `with` below)
+    with lock as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -153,8 +155,8 @@ def remove_orphans(out: Path, share: Share, prior: pl.DataFrame) -> list[Path]:
                 continue
             removed += _unlink(out / shard_writer.jpeg_path(i) for i in ids)
         removed += _unlink([path])
-    removed += _unlink((out / "shards").glob(".*.tmp-*"))
-    removed += _unlink((out / ".journal" / share.name).glob(".*.tmp-*"))
+    for folder in ("shards", f".journal/{share.name}", ".", "manifest", "runs"):
+        removed += _unlink((out / folder).glob(".*.tmp-*"))
     return removed
 
 
@@ -178,8 +180,9 @@ def jsonable(value: Any) -> Any:
 
 
 def describe(error: Exception) -> str:
-    """The one line a run record gives for what ended a run: bad input as the CLI prints it."""
-    if isinstance(error, InputError):
+    """The one line a run record gives for what ended a run: bad input or a write error as the CLI
+    prints it."""
+    if isinstance(error, InputError | OutputError):
         return str(error)
     return f"{type(error).__name__}: {error}".splitlines()[0]
 
@@ -191,9 +194,13 @@ def finish(
     merged: pl.DataFrame,
     stopped: bool,
     error: Exception | None = None,
+    selection: dict | None = None,
+    signal: str | None = None,
 ) -> RunSummary:
     """Write `DIR/runs/<run>-<share>.json`: the resolved config, how it ended, the tally and the
-    totals. `error`: what ended the run early (bad input, found at the start or mid-stream)."""
+    totals. `error`: what ended the run early (bad input, found at the start or mid-stream);
+    `selection`: what `--classes` chose (select.json's classes and counts); `signal`: the one that
+    stopped it (SIGINT, SIGTERM)."""
     outcome = Outcome.FAILED if error else Outcome.STOPPED if stopped else Outcome.COMPLETED
     message = describe(error) if error else None
     started = dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
@@ -207,6 +214,7 @@ def finish(
         "stopped_early": stopped or error is not None,
         "outcome": outcome.value,
         "error": message,
+        "signal": signal,
         "config": jsonable(cfg),
         "this_run": {
             "images": tally.done,
@@ -222,12 +230,12 @@ def finish(
         },
         "manifest_totals": totals,
     }
+    if selection is not None:
+        record["selection"] = selection
     path = cfg.out / "runs" / f"{run_id}-{cfg.share.name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-    return RunSummary(run_id, path, tally, seconds, stopped, totals, outcome, message)
+    text = json.dumps(record, indent=2, default=str).encode()
+    atomic.write_file(path, lambda f: f.write(text))
+    return RunSummary(run_id, path, tally, seconds, stopped, totals, outcome, message, signal)
 
 
 def latest_record(out: Path) -> dict | None:

@@ -14,25 +14,27 @@ good, so the download command marks its `image_ids` done in the manifest, never 
   folders of ~2,200 files for all 9M images); per `rows_per_shard` images a sidecar
   `{prefix}-{seq:05d}.parquet` holds the other columns and each file's `path`.
 
-Every file is written to `.{name}.tmp-{pid}` in its final folder, fsynced, then `os.replace`d: a
-reader (or a rerun after SIGKILL) sees a whole file or none. Nothing is written outside `out_dir`.
+Every file is written to `.{name}.tmp-{pid}` in its final folder, fsynced, then `os.replace`d
+(`atomic.write_file`): a reader (or a rerun after SIGKILL) sees a whole file or none, and a write
+that fails (a full disk) raises `OutputError` and leaves no temporary file. Nothing is written
+outside `out_dir`.
 Sequence numbers continue after the shards already there, so a reused prefix never overwrites.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from openimages_pipe.download import atomic
 
 MiB = 1024 * 1024
 # A shard is written whole from memory, so this bounds the writer's memory; it also keeps shards
@@ -176,8 +178,7 @@ class JpegShardWriter:
 
     def add(self, record: ShardRecord) -> FlushedShard | None:
         path = _inside(self._root, jpeg_path(record.image_id, self._images_dir))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, lambda f: f.write(record.jpeg), self._fsync)
+        atomic.write_file(path, lambda f: f.write(record.jpeg), self._fsync)
         self._records.append(dataclasses.replace(record, jpeg=b""))
         return self._flush() if len(self._records) >= self._rows_per_shard else None
 
@@ -229,8 +230,7 @@ class _ShardNames:
     def write(self, table: pa.Table, rows_per_group: int, fsync: bool) -> FlushedShard:
         name = f"{self._prefix}-{self._seq:05d}.parquet"
         path = _inside(self.root, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, lambda f: _write_parquet(table, f, rows_per_group), fsync)
+        atomic.write_file(path, lambda f: _write_parquet(table, f, rows_per_group), fsync)
         self._seq += 1
         return FlushedShard(name, tuple(table.column("image_id").to_pylist()))
 
@@ -256,32 +256,6 @@ def _leaf_columns(schema: pa.Schema) -> list[str]:
         else:
             leaves.append(field.name)
     return leaves
-
-
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object], fsync: bool) -> None:
-    """Write `path` through a temporary name in its folder: readers see all of it or nothing."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as f:
-            write(f)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # only left after a failure: os.replace moved it
-    if fsync:
-        _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable too. Best effort: some filesystems refuse to fsync a folder."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _inside(root: Path, relative: str) -> Path:

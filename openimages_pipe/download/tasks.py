@@ -1,6 +1,7 @@
 """The read stage of `download`: images CSVs -> the ImageTasks still to do, streamed.
 
-Owns which rows a run takes (subset, ImageID list, share of a split download, limit), which of them
+Owns which rows a run takes (subset, ImageID list or class selection, share of a split download,
+limit), which of them
 the manifest already settled, and how rows become ImageTasks with their candidate URLs. Each file
 is a lazy query streamed in batches, one file after the other, so 9M-row CSVs are read in bounded
 memory and `--limit` stops reading early. A row whose ImageID is not 16 hex digits is not fetched:
@@ -25,6 +26,7 @@ from openimages_pipe.download.records import Candidate, ImageTask, Source
 from openimages_pipe.errors import InputError
 from openimages_pipe.formats import checks as csv_checks
 from openimages_pipe.formats import reader, releases
+from openimages_pipe.select.selection import SelectConfig
 
 BATCH_ROWS = 20_000
 MIRROR_TEMPLATE = "https://open-images-dataset.s3.amazonaws.com/{subset}/{image_id}.jpg"
@@ -46,6 +48,9 @@ class InputConfig:
     share_count: int = 1
     sources: tuple[Source, ...] = (Source.ORIGINAL, Source.THUMBNAIL, Source.MIRROR)
     mirror_template: str = MIRROR_TEMPLATE
+    # `--classes`: the selection that the run makes first, of the images these CSVs list; its
+    # ids.txt becomes ids_file (pipeline.select_classes)
+    selection: SelectConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,9 @@ def read_plan(cfg: InputConfig) -> ReadPlan:
         raise InputError("no input files given")
     infos = [reader.inspect_csv(p) for p in cfg.csvs]
     for info in infos:
+        # a record missing a comma would be read with its columns shifted (a URL as the MD5):
+        # refused, naming its line, before anything is fetched
+        csv_checks.check_ragged(info)
         if cfg.subsets and "Subset" not in info.columns:
             raise InputError(
                 f"--subset {','.join(cfg.subsets)} needs a Subset column and this file has none: "

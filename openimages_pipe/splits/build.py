@@ -38,7 +38,9 @@ class SplitsConfig:
     machine_labels: tuple[Path, ...]
     human_labels: tuple[Path, ...]
     out: Path
-    classes: Path | None = None  # a labelmap / trainable list / class-descriptions file
+    # a labelmap / trainable list / class-descriptions file, or names and MIDs as typed
+    # (resolved against class_names by vocabulary.given_classes)
+    classes: Path | tuple[str, ...] | None = None
     class_names: Path | None = None  # dict.csv or class-descriptions: display names
     downloaded: Path | None = None  # a download folder: keep only images its manifest says ok
     clean_fraction: float = 0.25  # Veit et al.: a quarter of V trains the cleaning network
@@ -87,6 +89,8 @@ def resolve(cfg: SplitsConfig) -> SplitsConfig:
         raise InputError(f"--verified-from must be one of {choices}", value=cfg.verified_from)
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise InputError("--out must be a folder", Path(cfg.out))
+    if isinstance(cfg.classes, tuple):  # an unknown name fails now, not after the labels are read
+        vocabulary.given_classes(cfg.classes, cfg.class_names)
 
     def absolute(paths: tuple[Path, ...], option: str) -> tuple[Path, ...]:
         return tuple(p.absolute() for p in input_paths.expand(paths, option))
@@ -100,7 +104,7 @@ def resolve(cfg: SplitsConfig) -> SplitsConfig:
         machine_labels=absolute(cfg.machine_labels, "--machine-labels"),
         human_labels=absolute(cfg.human_labels, "--human-labels"),
         out=Path(cfg.out).absolute(),
-        classes=maybe(cfg.classes),
+        classes=cfg.classes if isinstance(cfg.classes, tuple) else maybe(cfg.classes),
         class_names=maybe(cfg.class_names),
         downloaded=maybe(cfg.downloaded),
     )
@@ -108,10 +112,12 @@ def resolve(cfg: SplitsConfig) -> SplitsConfig:
 
 def choose_vocabulary(cfg: SplitsConfig, per_mid: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
     """The class table from --classes, or from the data by the V1 rule; names from either file."""
-    given = None if cfg.classes is None else vocabulary.read_class_file(cfg.classes)
+    given, how = None, {}
+    if cfg.classes is not None:
+        given, how = vocabulary.given_classes(cfg.classes, cfg.class_names)
     named = None if cfg.class_names is None else vocabulary.read_class_names(cfg.class_names)
     if given is not None:
-        chosen, how = given["label_name"], {"source": "file", "path": str(cfg.classes)}
+        chosen = given["label_name"]
     else:
         chosen = vocabulary.trainable(per_mid, cfg.min_train_images, cfg.min_val_images)
         how = {

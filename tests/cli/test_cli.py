@@ -32,8 +32,8 @@ def test_help_lists_the_commands_in_the_order_a_user_meets_them() -> None:
     rows = [line.strip("│ ").split() for line in result.output.split("Commands")[-1].splitlines()]
     listed = [row[0] for row in rows if row and row[0][0].isalpha()]
     assert listed == [
-        "demo", "download", "status", "build-splits", "stats", "train", "embed", "evaluate",
-        "clean-labels", "inspect", "world",
+        "demo", "select", "download", "status", "build-splits", "stats", "train", "embed",
+        "evaluate", "clean-labels", "inspect", "world",
     ]  # fmt: skip
 
 
@@ -96,6 +96,7 @@ def test_download_help_groups_its_options_in_panels() -> None:
         "Arguments",
         "Options",
         "Input",
+        "Classes",
         "Network",
         "Resize",
         "Output",
@@ -103,6 +104,10 @@ def test_download_help_groups_its_options_in_panels() -> None:
     ]
     expected = {
         "Input": ["--subset", "--limit", "--ids", "--sources", "--mirror-url", "--retry-missing"],
+        "Classes": [
+            "--classes", "--labels", "--class-names", "--label-source", "--min-confidence",
+            "--exclusive", "--max-per-class", "--seed",
+        ],
         "Network": [
             "--concurrency", "--per-host", "--retries", "--timeout", "--first-byte-timeout",
             "--max-mb", "--md5", "--allow-private-addresses", "--user-agent",

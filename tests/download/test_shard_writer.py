@@ -22,6 +22,7 @@ from openimages_pipe.download.shard_writer import (
     jpeg_path,
     shard_image_ids,
 )
+from openimages_pipe.errors import OutputError
 from tests.fixtures.images import flat
 
 PREFIX = "shards/00000-20261128T101500"
@@ -224,7 +225,7 @@ def test_a_crash_mid_write_leaves_no_shard_under_its_final_name(tmp_path, monkey
     monkeypatch.setattr(pq.ParquetWriter, "write_table", crash)
     writer = ParquetShardWriter(tmp_path, PREFIX, rows_per_shard=2)
     assert writer.add(record(0)) is None
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputError, match=r"shards/.+-00000\.parquet: cannot write: No space"):
         writer.add(record(1))
     assert all_files(tmp_path) == []  # neither the shard nor its temporary file
 
