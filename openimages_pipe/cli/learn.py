@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from openimages_pipe.cli.common import guarded
+from openimages_pipe.cli.common import guarded, local_shards
 from openimages_pipe.errors import InputError
 
 
@@ -43,9 +43,10 @@ def train_cmd(
         ),
     ] = None,
     shards: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="Download folder of Parquet image shards (backbone).", rich_help_panel=INPUTS
+            help="Download folder of Parquet image shards (backbone); a local folder.",
+            rich_help_panel=INPUTS,
         ),
     ] = None,
     steps: Annotated[
@@ -221,8 +222,8 @@ def train_cmd(
         if shards is None:
             raise InputError("--stage backbone needs --shards (a download folder)")
         cfg = train_backbone.BackboneConfig(
-            shards=shards, splits=splits, out=out, arch=arch, width=width, weights=weights,
-            image_size=image_size, min_scale=min_scale,
+            shards=local_shards(shards), splits=splits, out=out, arch=arch, width=width,
+            weights=weights, image_size=image_size, min_scale=min_scale,
             variant=variant if finetune_backbone else "baseline",
             finetune_backbone=finetune_backbone, workers=workers, device=device,
             training=replace(train_backbone.TRAINING, **given),
@@ -292,7 +293,8 @@ def clean_labels_cmd(
 
 def embed_cmd(
     shards: Annotated[
-        Path, typer.Option(help="Download folder (or its shards/) of Parquet image shards.")
+        str,
+        typer.Option(help="Download folder (or its shards/) of Parquet image shards; local."),
     ],
     weights: Annotated[
         Path,
@@ -321,8 +323,11 @@ def embed_cmd(
     """
     from nlc_model.images import embed
 
-    cfg = embed.EmbedConfig(
-        shards=shards, weights=weights, out=out, arch=arch, image_size=image_size,
-        batch_size=batch_size, workers=workers, device=device,
-    )  # fmt: skip
-    guarded(lambda: embed.run(cfg))
+    def body() -> None:
+        cfg = embed.EmbedConfig(
+            shards=local_shards(shards), weights=weights, out=out, arch=arch,
+            image_size=image_size, batch_size=batch_size, workers=workers, device=device,
+        )  # fmt: skip
+        embed.run(cfg)
+
+    guarded(body)

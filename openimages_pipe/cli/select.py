@@ -61,11 +61,14 @@ def selection_config(out: Path, **values: object):
     return SelectConfig(out=out, **values)  # type: ignore[arg-type]
 
 
-def download_selection(out: Path, ids: Path | None, **values: object):
+def download_selection(out: Path | str, ids: Path | None, **values: object):
     """`download --classes`: the selection the download makes first, into OUT/select/; None
     without --classes. The images it may take are the download's CSVs (set by the download)."""
     if not values["classes"] and not values["labels"]:
         return None
+    if not isinstance(out, Path):  # select writes local files: ids.txt, labels.parquet
+        message = "--classes needs a local --out: run `oi-pipe select --out DIR` and give --ids"
+        raise InputError(message, value=str(out))
     if not values["classes"]:
         raise InputError("--labels needs --classes: the classes to select from them")
     if not values["labels"]:

@@ -63,9 +63,10 @@ def build_splits_cmd(
         typer.Option(help="Display names: dict.csv or class-descriptions (header or not)."),
     ] = None,
     downloaded: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            file_okay=False, help="A download folder: keep only images its manifest says ok."
+            help="A download folder (or its s3://BUCKET/PREFIX): keep only images its manifest "
+            "says ok."
         ),
     ] = None,
     clean_fraction: Annotated[

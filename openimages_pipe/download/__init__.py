@@ -17,7 +17,11 @@ One module per stage, in the order an image goes through them, then the wiring:
 - `colour`: decoded pixels of any mode -> 8-bit RGB on white, and what converting them costs.
 - `shard_writer`: resized images -> Parquet shards or JPEG files, atomically.
 - `manifest`: one row per ImageID saying what became of it; the journal of the run under way.
-- `atomic`: every file written whole or not at all; a write error as one `OutputError`.
+- `storage`: where the download folder lives (a local path or `s3://bucket/prefix`; other URL
+  schemes refused) and its few operations, each whole or not at all on either medium.
+- `atomic`: a local file written whole or not at all; a write error as one `OutputError`.
+- `s3`: the conditional S3 requests pyarrow cannot send, signed here (SigV4).
+- `lease`: the share lock in object storage: a lease object, conditional PUTs, renewed.
 - `run_record`: what one run did: its tally and its record file.
 - `run_state`: the state of the run under way (journal, writer, images in flight) and the one
   coroutine that writes its shards.

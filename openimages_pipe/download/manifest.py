@@ -6,15 +6,15 @@ that holds its images); at the end of a run, and at the start of the next one if
 the manifest file and every journal part are merged (the row with the latest `last_attempt` wins)
 into `DIR/manifest.parquet` (or `DIR/manifest/<share>.parquet` when downloads are split into
 `--num-shards` shares), then the parts are deleted. Merging is idempotent, so a kill at any moment
-leaves a state that the next merge completes.
+leaves a state that the next merge completes. Every file is one whole write of a `storage.Folder`
+(a rename on a disk, one PUT in a bucket): no step needs a rename of the store.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +22,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openimages_pipe.download import atomic
+from openimages_pipe.download import atomic, storage
 from openimages_pipe.download.records import Status
+from openimages_pipe.download.storage import Folder
 from openimages_pipe.errors import InputError
 
 SCHEMA = pa.schema(
@@ -62,76 +63,81 @@ class Share:
         return f"{self.index:05d}-of-{self.count:05d}"
 
 
+def manifest_key(share: Share) -> str:
+    return "manifest.parquet" if share.count == 1 else f"manifest/{share.name}.parquet"
+
+
+def journal_key(share: Share) -> str:
+    return f".journal/{share.name}"
+
+
 def manifest_path(out: Path, share: Share) -> Path:
-    if share.count == 1:
-        return out / "manifest.parquet"
-    return out / "manifest" / f"{share.name}.parquet"
+    return out / manifest_key(share)
 
 
 def journal_dir(out: Path, share: Share) -> Path:
-    return out / ".journal" / share.name
+    return out / journal_key(share)
 
 
-def claim_share_count(out: Path, share: Share) -> None:
+def claim_share_count(out: Path | Folder, share: Share) -> None:
     """Refuse a run whose share count is not the folder's: shares of another count split the
     ImageIDs otherwise, under other names, so both runs would store some images.
 
-    The folder's count is in DIR/.num-shards, which its first run writes (only if absent, and
-    atomically, so of two first runs that race the second is refused too); for a folder from
+    The folder's count is in DIR/.num-shards, which its first run writes (only if absent, so of
+    two first runs that race the second is refused too: `Folder.create`); for a folder from
     before that file, the names of its manifests, journals and shards say it."""
-    marker = out / SHARES_FILE
-    counts = _share_counts(out)
-    if not marker.is_file() and counts <= {share.count}:
-        _claim(marker, share.count)
-    counts |= {int(marker.read_text())} if marker.is_file() else set()
+    folder = storage.locate(out)
+    counts = _share_counts(folder)
+    marker = folder.read_bytes(SHARES_FILE)
+    if marker is None and counts <= {share.count}:
+        folder.create(SHARES_FILE, f"{share.count}\n".encode())
+        marker = folder.read_bytes(SHARES_FILE)  # ours, or that of a first run that won the race
+    counts |= {int(marker)} if marker is not None else set()
     if counts - {share.count}:
         held = " and ".join(f"--num-shards {n}" for n in sorted(counts))
         message = f"this folder holds a download made with {held}: give the same, or another --out"
-        raise InputError(message, out, value=f"--num-shards {share.count}")
+        raise InputError(message, folder.url, value=f"--num-shards {share.count}")
 
 
-def _share_counts(out: Path) -> set[int]:
+def _share_counts(folder: Folder) -> set[int]:
     """The share counts that a folder's file names show (not its lock files: a refused run leaves
     one)."""
-    named = [*(out / "manifest").glob("*.parquet"), *(out / ".journal").glob("*/*.parquet")]
-    named += (out / "shards").glob("*.parquet")
-    counts = {int(m[1]) for p in named if (m := _SHARE_NAME.search(p.as_posix()))}
-    return counts | ({1} if (out / "manifest.parquet").is_file() else set())
+    named = [*folder.list("manifest/*.parquet"), *folder.list(".journal/*/*.parquet")]
+    named += folder.list("shards/*.parquet")
+    counts = {int(m[1]) for key in named if (m := _SHARE_NAME.search("/" + key))}
+    return counts | ({1} if folder.is_file("manifest.parquet") else set())
 
 
-def _claim(marker: Path, count: int) -> None:
-    """Write DIR/.num-shards unless it exists: a link, unlike a rename, fails on a taken name."""
-    temporary = marker.with_name(f"{marker.name}.tmp-{os.getpid()}")
-    with atomic.writing(marker):
-        try:
-            temporary.write_text(f"{count}\n", encoding="utf-8")
-            os.link(temporary, marker)
-        except FileExistsError:
-            pass  # another first run claimed it: its count is read back and compared
-        finally:
-            temporary.unlink(missing_ok=True)
+def all_manifest_files(out: Path | Folder) -> list[str]:
+    """Every merged manifest and journal part under DIR, from every share, as keys."""
+    folder = storage.locate(out)
+    files = ["manifest.parquet"] if folder.is_file("manifest.parquet") else []
+    return files + folder.list("manifest/*.parquet") + folder.list(".journal/*/*.parquet")
 
 
-def all_manifest_files(out: Path) -> list[Path]:
-    """Every merged manifest and journal part under DIR, from every share."""
-    files = [out / "manifest.parquet"] if (out / "manifest.parquet").is_file() else []
-    files += sorted((out / "manifest").glob("*.parquet"))
-    return files + sorted((out / ".journal").glob("*/*.parquet"))
+def write_atomic(table: pa.Table, path: Path | str, folder: Folder | None = None) -> None:
+    """Write Parquet so that `path` (a key of `folder` if given) is always absent, the old file or
+    the complete new one; a write error is an OutputError naming it, and leaves no temporary
+    file."""
+    if folder is None:
+        atomic.write_file(Path(path), _parquet(table))
+    else:
+        folder.write(str(path), _parquet(table))
 
 
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write Parquet so that `path` is always absent, the old file or the complete new one; a
-    write error is an OutputError naming `path`, and leaves no temporary file."""
-    atomic.write_file(path, lambda f: pq.write_table(table, f, compression="zstd"))
+def _parquet(table: pa.Table):
+    return lambda f: pq.write_table(table, f, compression="zstd")
 
 
 def rows_to_table(rows: Iterable[dict]) -> pa.Table:
     return pa.Table.from_pylist(list(rows), schema=SCHEMA)
 
 
-def read_files(files: list[Path]) -> pl.DataFrame:
-    """All rows of these manifest files, in the manifest schema, duplicates kept."""
-    frames = [pl.read_parquet(f).cast(POLARS_SCHEMA) for f in files]  # type: ignore[arg-type]
+def read_files(files: Sequence[Path | str], folder: Folder | None = None) -> pl.DataFrame:
+    """All rows of these manifest files (keys of `folder` if given), in the manifest schema,
+    duplicates kept."""
+    sources = [folder.source(str(f)) if folder else f for f in files]
+    frames = [pl.read_parquet(s).cast(POLARS_SCHEMA) for s in sources]  # type: ignore[arg-type]
     return pl.concat(frames) if frames else pl.DataFrame(schema=POLARS_SCHEMA)
 
 
@@ -146,34 +152,43 @@ def latest_per_image(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def load(out: Path, share: Share) -> pl.DataFrame:
+def _share_files(folder: Folder, share: Share) -> tuple[list[str], list[str]]:
+    """This share's manifest (if there is one) and its journal parts, as keys."""
+    path = manifest_key(share)
+    return [path] if folder.is_file(path) else [], folder.list(f"{journal_key(share)}/*.parquet")
+
+
+def load(out: Path | Folder, share: Share) -> pl.DataFrame:
     """This share's manifest with any journal left by a killed run merged in."""
-    path = manifest_path(out, share)
-    files = ([path] if path.is_file() else []) + sorted(journal_dir(out, share).glob("*.parquet"))
-    return latest_per_image(read_files(files))
+    folder = storage.locate(out)
+    merged, parts = _share_files(folder, share)
+    return latest_per_image(read_files(merged + parts, folder))
 
 
-def compact(out: Path, share: Share) -> pl.DataFrame:
+def compact(out: Path | Folder, share: Share) -> pl.DataFrame:
     """Merge the journal into the manifest file, then delete the merged parts."""
-    parts = sorted(journal_dir(out, share).glob("*.parquet"))
-    merged = load(out, share)
-    if parts or not manifest_path(out, share).is_file():
-        write_atomic(merged.to_arrow().cast(SCHEMA), manifest_path(out, share))
+    folder = storage.locate(out)
+    merged, parts = _share_files(folder, share)
+    rows = latest_per_image(read_files(merged + parts, folder))
+    if parts or not merged:
+        write_atomic(rows.to_arrow().cast(SCHEMA), manifest_key(share), folder)
     for part in parts:
-        part.unlink()
-    return merged
+        folder.delete(part)
+    return rows
 
 
-def load_all(out: Path) -> pl.DataFrame:
+def load_all(out: Path | Folder) -> pl.DataFrame:
     """Every share's rows under DIR, one per ImageID (what `status` and `build-splits` see)."""
-    return latest_per_image(read_files(all_manifest_files(out)))
+    folder = storage.locate(out)
+    return latest_per_image(read_files(all_manifest_files(folder), folder))
 
 
 class Journal:
     """Buffers outcome rows and writes them as atomic journal parts."""
 
-    def __init__(self, out: Path, share: Share, run_id: str) -> None:
-        self.dir = journal_dir(out, share)
+    def __init__(self, out: Path | Folder, share: Share, run_id: str) -> None:
+        self.folder = storage.locate(out)
+        self.dir = journal_key(share)
         self.run_id = run_id
         self._rows: list[dict] = []
         self._seq = 0
@@ -187,8 +202,8 @@ class Journal:
     def flush(self) -> None:
         if not self._rows:
             return
-        path = self.dir / f"{self.run_id}-{self._seq:06d}.parquet"
-        write_atomic(rows_to_table(self._rows), path)
+        key = f"{self.dir}/{self.run_id}-{self._seq:06d}.parquet"
+        write_atomic(rows_to_table(self._rows), key, self.folder)
         self._rows.clear()
         self._seq += 1
 

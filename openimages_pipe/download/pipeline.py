@@ -18,7 +18,7 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
-from openimages_pipe.download import atomic, manifest, run_record, spool, stopping
+from openimages_pipe.download import manifest, run_record, spool, stopping, storage
 from openimages_pipe.download import tasks as download_input
 from openimages_pipe.download.fetch import Fetcher
 from openimages_pipe.download.progress import DownloadProgress
@@ -161,16 +161,16 @@ def run(cfg: DownloadConfig) -> run_record.RunSummary:
     Whatever ends a run early still writes its record, then propagates for the command line to
     print: bad input (an InputError, at the start or mid-stream) and a write error (an
     OutputError, such as a full disk) as a failure, SIGINT or SIGTERM (`Interrupted`) as a stop."""
-    with atomic.writing(cfg.out):
-        cfg.out.mkdir(parents=True, exist_ok=True)
+    folder = storage.locate(cfg.out)
+    folder.make()
     run_id = run_record.new_run_id() + "-" + uuid.uuid4().hex[:6]
     stops = stopping.Stopping()
-    with stops.installed(), run_record.share_lock(cfg.out, cfg.share):
-        manifest.claim_share_count(cfg.out, cfg.share)
-        prior_frame = manifest.compact(cfg.out, cfg.share)  # merges what a killed run left
-        run_record.remove_orphans(cfg.out, cfg.share, prior_frame)
+    with stops.installed(), run_record.share_lock(folder, cfg.share):
+        manifest.claim_share_count(folder, cfg.share)
+        prior_frame = manifest.compact(folder, cfg.share)  # merges what a killed run left
+        run_record.remove_orphans(folder, cfg.share, prior_frame)
         done = manifest.done_ids(prior_frame, cfg.retry_missing)
-        run = RunState(cfg, {}, run_id)
+        run = RunState(cfg, {}, run_id, folder)
         error: Exception | None = None
         chosen: dict | None = None
         try:
@@ -186,7 +186,7 @@ def run(cfg: DownloadConfig) -> run_record.RunSummary:
         except Exception as e:  # noqa: BLE001 (any: recorded as the failure, raised below)
             error = e
         stops.phase = stopping.Phase.FINISHING
-        summary, error = _finish(cfg, run, error, chosen, stops.signal_name)
+        summary, error = _finish(cfg, folder, run, error, chosen, stops.signal_name)
     if error is not None:
         raise error
     stops.raise_if_stopped()
@@ -195,6 +195,7 @@ def run(cfg: DownloadConfig) -> run_record.RunSummary:
 
 def _finish(
     cfg: DownloadConfig,
+    folder: storage.Folder,
     run: RunState,
     error: Exception | None,
     chosen: dict | None,
@@ -203,12 +204,12 @@ def _finish(
     """Merge the journal and write the run record; a merge that cannot be written fails the run
     (its journal parts stay, for the next run to merge)."""
     try:
-        merged = manifest.compact(cfg.out, cfg.share)
+        merged = manifest.compact(folder, cfg.share)
     except OutputError as e:
-        error, merged = error or e, manifest.load(cfg.out, cfg.share)
+        error, merged = error or e, manifest.load(folder, cfg.share)
     stopped = run.stop.is_set() or signal is not None
     summary = run_record.finish(
-        cfg, run.journal.run_id, run.tally, merged, stopped, error, chosen, signal
+        cfg, folder, run.journal.run_id, run.tally, merged, stopped, error, chosen, signal
     )
     return summary, error
 

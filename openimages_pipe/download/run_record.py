@@ -12,19 +12,19 @@ import collections
 import dataclasses
 import datetime as dt
 import enum
-import fcntl
 import json
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from openimages_pipe.download import atomic, manifest, shard_writer
+from openimages_pipe.download import manifest, shard_writer, storage
 from openimages_pipe.download.manifest import Share
 from openimages_pipe.download.records import Fetched, Reason, Status
+from openimages_pipe.download.storage import Folder
 from openimages_pipe.errors import InputError, OutputError
 
 INVALID_EXAMPLES = 20
@@ -109,7 +109,7 @@ class RunTally:
 @dataclasses.dataclass(frozen=True)
 class RunSummary:
     run_id: str
-    record: Path
+    record: str  # where the run record was written (a path, or an s3:// URL)
     tally: RunTally
     seconds: float
     stopped: bool
@@ -119,53 +119,45 @@ class RunSummary:
     signal: str | None = None  # what stopped it: SIGINT or SIGTERM
 
 
-@contextmanager
-def share_lock(out: Path, share: Share) -> Iterator[None]:
+def share_lock(out: Path | Folder, share: Share) -> AbstractContextManager[None]:
     """One process per share and output directory: two would write the same shards."""
-    path = out / f".lock-{share.name}"
-    with atomic.writing(path):
-        lock = open(path, "w")  # noqa: SIM115 (closed by the `with` below)
-    with lock as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            message = f"another download of share {share.name} is running here"
-            raise InputError(message, out) from None
-        yield
+    refusal = f"another download of share {share.name} is running here"
+    return storage.locate(out).lock(f".lock-{share.name}", refusal)
 
 
-def remove_orphans(out: Path, share: Share, prior: pl.DataFrame) -> list[Path]:
+def remove_orphans(out: Path | Folder, share: Share, prior: pl.DataFrame) -> list[str]:
     """Delete what a killed run wrote but never recorded: shards, their JPEGs, temporary files.
 
     A Parquet shard is kept when the manifest names it. In JPEG mode the manifest names each file,
     so a sidecar is kept when any of its images is ok, and the files of an orphan sidecar whose
-    images are not ok go with it.
+    images are not ok go with it. Returns the keys it deleted.
     """
+    folder = storage.locate(out)
     ok = prior.filter(pl.col("status") == Status.OK)
     referenced = set(ok["shard"].drop_nulls().to_list())
     ok_ids: set[str] | None = None
-    removed: list[Path] = []
-    for path in sorted((out / "shards").glob(f"{share.name}-*.parquet")):
-        if path.relative_to(out).as_posix() in referenced:
+    removed: list[str] = []
+    for key in folder.list(f"shards/{share.name}-*.parquet"):
+        if key in referenced:
             continue
-        if "path" in pq.read_schema(path).names:  # a JPEG sidecar
+        if "path" in pq.read_schema(folder.source(key)).names:  # a JPEG sidecar
             ok_ids = set(ok["image_id"].to_list()) if ok_ids is None else ok_ids
-            ids = shard_writer.shard_image_ids(path)
+            ids = shard_writer.shard_image_ids(folder.source(key))
             if any(i in ok_ids for i in ids):
                 continue
-            removed += _unlink(out / shard_writer.jpeg_path(i) for i in ids)
-        removed += _unlink([path])
-    for folder in ("shards", f".journal/{share.name}", ".", "manifest", "runs"):
-        removed += _unlink((out / folder).glob(".*.tmp-*"))
+            removed += _delete(folder, [shard_writer.jpeg_path(i) for i in ids])
+        removed += _delete(folder, [key])
+    for where in ("shards", f".journal/{share.name}", ".", "manifest", "runs"):
+        removed += _delete(folder, folder.list(f"{where}/.*.tmp-*"))  # none in a bucket
     return removed
 
 
-def _unlink(paths: Iterable[Path]) -> list[Path]:
+def _delete(folder: Folder, keys: Iterable[str]) -> list[str]:
     gone = []
-    for path in paths:
-        if path.is_file():
-            path.unlink()
-            gone.append(path)
+    for key in keys:
+        if folder.is_file(key):
+            folder.delete(key)
+            gone.append(key)
     return gone
 
 
@@ -174,6 +166,8 @@ def jsonable(value: Any) -> Any:
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple | list):
         return [jsonable(v) for v in value]
+    if isinstance(value, Folder):
+        return value.url
     if isinstance(value, Path | enum.Enum):
         return str(value.value if isinstance(value, enum.Enum) else value)
     return value
@@ -189,6 +183,7 @@ def describe(error: Exception) -> str:
 
 def finish(
     cfg: Any,
+    folder: Folder,
     run_id: str,
     tally: RunTally,
     merged: pl.DataFrame,
@@ -232,18 +227,25 @@ def finish(
     }
     if selection is not None:
         record["selection"] = selection
-    path = cfg.out / "runs" / f"{run_id}-{cfg.share.name}.json"
+    key = f"runs/{run_id}-{cfg.share.name}.json"
     text = json.dumps(record, indent=2, default=str).encode()
-    atomic.write_file(path, lambda f: f.write(text))
-    return RunSummary(run_id, path, tally, seconds, stopped, totals, outcome, message, signal)
+    folder.write(key, lambda f: f.write(text))
+    return RunSummary(
+        run_id, folder.where(key), tally, seconds, stopped, totals, outcome, message, signal
+    )
 
 
-def latest_record(out: Path) -> dict | None:
+def latest_record(out: Path | Folder) -> dict | None:
     """The record of the run that started last; of runs started in the same second (a run id
     names its second), the one that finished last."""
-    records = sorted((out / "runs").glob("*.json"))
+    folder = storage.locate(out)
+    records = [key.removeprefix("runs/") for key in folder.list("runs/*.json")]
     if not records:
         return None
-    second = records[-1].name[:16]
-    same = [json.loads(r.read_text(encoding="utf-8")) for r in records if r.name[:16] == second]
+    second = records[-1][:16]
+    same = [_read_json(folder, f"runs/{r}") for r in records if r[:16] == second]
     return max(same, key=lambda record: dt.datetime.fromisoformat(record["finished"]))
+
+
+def _read_json(folder: Folder, key: str) -> dict:
+    return json.loads((folder.read_bytes(key) or b"{}").decode("utf-8"))

@@ -26,6 +26,7 @@ from openimages_pipe.download.shard_writer import (
     ShardRecord,
     jpeg_path,
 )
+from openimages_pipe.download.storage import Folder
 from openimages_pipe.download.tasks import InputConfig
 from openimages_pipe.errors import OutputError
 
@@ -36,7 +37,7 @@ JOURNAL_ROWS = 2_000
 
 @dataclass(frozen=True)
 class DownloadConfig:
-    out: Path
+    out: Path | str  # a local folder, or an s3:// URL (`storage.location` checks it)
     input: InputConfig
     fetch: FetchConfig = field(default_factory=FetchConfig)
     resize: ResizeConfig = field(default_factory=ResizeConfig)
@@ -55,10 +56,12 @@ class RunState:
     """The mutable state of one run: writer, journal, tally, the images in flight, and the stop
     flag with what set it (a signal, or `fatal`: a write error, which ends the run as a stop)."""
 
-    def __init__(self, cfg: DownloadConfig, prior: dict[str, dict], run_id: str) -> None:
+    def __init__(
+        self, cfg: DownloadConfig, prior: dict[str, dict], run_id: str, folder: Folder
+    ) -> None:
         self.cfg = cfg
         self.prior = prior
-        self.journal = Journal(cfg.out, cfg.share, run_id)
+        self.journal = Journal(folder, cfg.share, run_id)
         self.tally = RunTally()
         self.stop = asyncio.Event()
         self.active: set[asyncio.Task] = set()
@@ -70,9 +73,7 @@ class RunState:
         writer = ParquetShardWriter if cfg.format is OutputFormat.PARQUET else JpegShardWriter
         # the resolved config travels in every shard's metadata, not only in the run record
         provenance = {"oi_pipe_download": json.dumps(run_record.jsonable(cfg), default=str)}
-        self.writer = writer(
-            cfg.out, prefix, rows_per_shard=cfg.rows_per_shard, metadata=provenance
-        )
+        self.writer = writer(folder, prefix, rows_per_shard=cfg.rows_per_shard, metadata=provenance)
 
     def halt(self) -> None:
         """Stop starting images and cancel those in flight: none of them is in the manifest yet,

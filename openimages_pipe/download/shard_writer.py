@@ -14,10 +14,10 @@ good, so the download command marks its `image_ids` done in the manifest, never 
   folders of ~2,200 files for all 9M images); per `rows_per_shard` images a sidecar
   `{prefix}-{seq:05d}.parquet` holds the other columns and each file's `path`.
 
-Every file is written to `.{name}.tmp-{pid}` in its final folder, fsynced, then `os.replace`d
-(`atomic.write_file`): a reader (or a rerun after SIGKILL) sees a whole file or none, and a write
-that fails (a full disk) raises `OutputError` and leaves no temporary file. Nothing is written
-outside `out_dir`.
+Every file is one whole write of a `storage.Folder`: on a disk to `.{name}.tmp-{pid}` in its
+final folder, fsynced, then `os.replace`d (`atomic.write_file`); in a bucket one PUT. A reader (or
+a rerun after SIGKILL) sees a whole file or none, and a write that fails (a full disk) raises
+`OutputError` and leaves no temporary file. Nothing is written outside `out_dir`.
 Sequence numbers continue after the shards already there, so a reused prefix never overwrites.
 """
 
@@ -34,7 +34,8 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openimages_pipe.download import atomic
+from openimages_pipe.download import storage
+from openimages_pipe.download.storage import Folder
 
 MiB = 1024 * 1024
 # A shard is written whole from memory, so this bounds the writer's memory; it also keeps shards
@@ -108,7 +109,7 @@ class ParquetShardWriter:
 
     def __init__(
         self,
-        out_dir: Path,
+        out_dir: Path | Folder,
         prefix: str,
         rows_per_shard: int = 1000,
         bytes_per_shard: int = DEFAULT_BYTES_PER_SHARD,
@@ -157,7 +158,7 @@ class JpegShardWriter:
 
     def __init__(
         self,
-        out_dir: Path,
+        out_dir: Path | Folder,
         prefix: str,
         rows_per_shard: int = 1000,
         *,
@@ -168,17 +169,18 @@ class JpegShardWriter:
         if rows_per_shard < 1:
             raise ValueError(f"rows_per_shard must be >= 1, got {rows_per_shard}")
         self._shards = _ShardNames(out_dir, prefix)
-        self._root = self._shards.root
+        self._folder = self._shards.folder
         self._images_dir = images_dir
-        _inside(self._root, images_dir)  # refuse a bad images_dir now, not at the first add
+        self._folder.check(images_dir)  # refuse a bad images_dir now, not at the first add
         self._rows_per_shard = rows_per_shard
         self._fsync = fsync
         self._schema = SIDECAR_SCHEMA.with_metadata({**SIDECAR_SCHEMA.metadata, **(metadata or {})})
         self._records: list[ShardRecord] = []  # without their bytes: those are on disk already
 
     def add(self, record: ShardRecord) -> FlushedShard | None:
-        path = _inside(self._root, jpeg_path(record.image_id, self._images_dir))
-        atomic.write_file(path, lambda f: f.write(record.jpeg), self._fsync)
+        key = jpeg_path(record.image_id, self._images_dir)
+        self._folder.check(key)
+        self._folder.write(key, lambda f: f.write(record.jpeg), self._fsync)
         self._records.append(dataclasses.replace(record, jpeg=b""))
         return self._flush() if len(self._records) >= self._rows_per_shard else None
 
@@ -204,7 +206,7 @@ def jpeg_path(image_id: str, images_dir: str = "images") -> str:
     return f"{images_dir}/{image_id[:3]}/{image_id}.jpg"
 
 
-def shard_image_ids(path: Path) -> tuple[str, ...]:
+def shard_image_ids(path: Path | object) -> tuple[str, ...]:
     """The image IDs in a shard or sidecar: what a rerun needs to recognise a finished shard."""
     return tuple(pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist())
 
@@ -217,20 +219,22 @@ def _common_columns(records: Sequence[ShardRecord]) -> list[pa.Array]:
 
 
 class _ShardNames:
-    """Numbers and writes `{prefix}-{seq:05d}.parquet` under `out_dir`, after any already there."""
+    """Numbers and writes `{prefix}-{seq:05d}.parquet` in a folder, after any already there."""
 
-    def __init__(self, out_dir: Path, prefix: str) -> None:
-        self.root = Path(out_dir).resolve()
+    def __init__(self, out_dir: Path | Folder, prefix: str) -> None:
+        self.folder = storage.locate(out_dir)
         self._prefix = prefix
-        folder = _inside(self.root, f"{prefix}-00000.parquet").parent
-        taken = re.compile(re.escape(Path(prefix).name) + r"-(\d+)\.parquet")
-        found = [int(m[1]) for p in folder.glob("*.parquet") if (m := taken.fullmatch(p.name))]
-        self._seq = max(found, default=-1) + 1
+        self.folder.check(f"{prefix}-00000.parquet")
+        parent, _, name = prefix.rpartition("/")
+        taken = re.compile(re.escape(name) + r"-(\d+)\.parquet")
+        found = self.folder.list(f"{parent or '.'}/*.parquet")
+        numbers = [int(m[1]) for key in found if (m := taken.fullmatch(key.rpartition("/")[2]))]
+        self._seq = max(numbers, default=-1) + 1
 
     def write(self, table: pa.Table, rows_per_group: int, fsync: bool) -> FlushedShard:
         name = f"{self._prefix}-{self._seq:05d}.parquet"
-        path = _inside(self.root, name)
-        atomic.write_file(path, lambda f: _write_parquet(table, f, rows_per_group), fsync)
+        self.folder.check(name)
+        self.folder.write(name, lambda f: _write_parquet(table, f, rows_per_group), fsync)
         self._seq += 1
         return FlushedShard(name, tuple(table.column("image_id").to_pylist()))
 
@@ -256,11 +260,3 @@ def _leaf_columns(schema: pa.Schema) -> list[str]:
         else:
             leaves.append(field.name)
     return leaves
-
-
-def _inside(root: Path, relative: str) -> Path:
-    """`root / relative`, refusing what resolves outside `root` (.., absolute, symlinks)."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"refusing to write {relative!r}: it resolves outside {root}")
-    return path

@@ -12,28 +12,29 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from openimages_pipe.download import manifest, run_record
+from openimages_pipe.download import manifest, run_record, storage
 from openimages_pipe.errors import InputError
 
 
 @dataclass(frozen=True)
 class StatusConfig:
-    out: Path
+    out: Path | str  # a download folder, or its s3:// URL
     as_json: bool = False
 
 
-def summarise(out: Path) -> dict:
+def summarise(out: Path | str) -> dict:
     """Counts by status, reason and source, bytes, and the last run's changes, as plain data."""
-    if not manifest.all_manifest_files(out):
-        raise InputError("no download manifest here (run `oi-pipe download` first)", out)
-    rows = manifest.load_all(out)
+    folder = storage.locate(out)
+    if not manifest.all_manifest_files(folder):
+        raise InputError("no download manifest here (run `oi-pipe download` first)", folder.url)
+    rows = manifest.load_all(folder)
     ok = rows.filter(pl.col("status") == "ok")
 
     def counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
         grouped = frame.group_by(column).len().sort("len", descending=True)
         return {str(k): int(n) for k, n in grouped.iter_rows()}
 
-    last = run_record.latest_record(out)
+    last = run_record.latest_record(folder)
     return {
         "images": rows.height,
         "status": counts(rows, "status"),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from openimages_pipe.download import storage
 from openimages_pipe.errors import InputError
 from openimages_pipe.formats import paths as input_paths
 from openimages_pipe.splits import inputs as split_inputs
@@ -42,7 +43,7 @@ class SplitsConfig:
     # (resolved against class_names by vocabulary.given_classes)
     classes: Path | tuple[str, ...] | None = None
     class_names: Path | None = None  # dict.csv or class-descriptions: display names
-    downloaded: Path | None = None  # a download folder: keep only images its manifest says ok
+    downloaded: Path | str | None = None  # a download folder (or s3:// URL): only its ok images
     clean_fraction: float = 0.25  # Veit et al.: a quarter of V trains the cleaning network
     seed: int = 0
     min_confidence: float = 0.0  # machine labels below this are dropped
@@ -106,8 +107,12 @@ def resolve(cfg: SplitsConfig) -> SplitsConfig:
         out=Path(cfg.out).absolute(),
         classes=cfg.classes if isinstance(cfg.classes, tuple) else maybe(cfg.classes),
         class_names=maybe(cfg.class_names),
-        downloaded=maybe(cfg.downloaded),
+        downloaded=None if cfg.downloaded is None else _absolute(storage.location(cfg.downloaded)),
     )
+
+
+def _absolute(location: Path | str) -> Path | str:
+    return location.absolute() if isinstance(location, Path) else location
 
 
 def choose_vocabulary(cfg: SplitsConfig, per_mid: pl.DataFrame) -> tuple[pl.DataFrame, dict]:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
+from openimages_pipe.download import storage
+from openimages_pipe.download.storage import Folder
 from openimages_pipe.errors import InputError
 from openimages_pipe.formats import reader, releases
 
@@ -66,28 +68,31 @@ def check_rows(frame: pl.DataFrame, paths: Sequence[Path], kind: str) -> None:
         raise InputError(f"a row of this {kind} file is malformed", path)
 
 
-def manifest_parts(directory: Path) -> list[Path]:
-    single = directory / "manifest.parquet"
-    parts = sorted((directory / "manifest").glob("*.parquet"))
-    if single.is_file():
-        return [single]
+def manifest_parts(directory: Path | str) -> tuple[Folder, list[str]]:
+    """A download folder (local or s3://) and the keys of its merged manifest files."""
+    folder = storage.locate(directory)
+    if folder.is_file("manifest.parquet"):
+        return folder, ["manifest.parquet"]
+    parts = folder.list("manifest/*.parquet")
     if not parts:
         raise InputError(
-            "no download manifest: expected manifest.parquet or manifest/*.parquet", directory
+            "no download manifest: expected manifest.parquet or manifest/*.parquet", folder.url
         )
-    return parts
+    return folder, parts
 
 
-def load_manifest(directory: Path) -> pl.DataFrame:
+def load_manifest(directory: Path | str) -> pl.DataFrame:
     """(key, status) per image of a download manifest, sorted by key; an image listed more than
     once takes its best status. Only `image_id` and `status` are read, so that manifests written
     by older or newer versions still work."""
     frames = []
-    for part in manifest_parts(directory):
-        missing = set(MANIFEST_COLUMNS) - set(pl.read_parquet_schema(part))
+    folder, parts = manifest_parts(directory)
+    for part in parts:
+        missing = set(MANIFEST_COLUMNS) - set(pl.read_parquet_schema(folder.source(part)))
         if missing:
-            raise InputError(f"download manifest lacks column {', '.join(sorted(missing))}", part)
-        frames.append(pl.scan_parquet(part).select(*MANIFEST_COLUMNS))
+            where = folder.where(part)
+            raise InputError(f"download manifest lacks column {', '.join(sorted(missing))}", where)
+        frames.append(pl.scan_parquet(folder.source(part)).select(*MANIFEST_COLUMNS))
     status = pl.col("status").cast(pl.String)
     known = status.replace_strict(STATUSES[:3], STATUSES[:3], default="other").fill_null("other")
     ranked = pl.concat(frames).select(key=image_key(), status=known.cast(STATUS))
@@ -180,7 +185,7 @@ def rows_per_file(frame: pl.DataFrame, files: int) -> list[int]:
     return list(counted.row(0))
 
 
-def read_images(paths: Sequence[Path], downloaded: Path | None) -> tuple[pl.DataFrame, dict]:
+def read_images(paths: Sequence[Path], downloaded: Path | str | None) -> tuple[pl.DataFrame, dict]:
     """The images table (see `index_images`), checked, and what was read."""
     manifest = None if downloaded is None else load_manifest(downloaded)
     raw = load_images(paths).collect(engine="streaming")

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from openimages_pipe.download import manifest
+from openimages_pipe.download import manifest, storage
 from openimages_pipe.download import pipeline as download
 from openimages_pipe.download.fetch import FetchConfig
 from openimages_pipe.download.records import Md5Mode, OutputFormat, Source
@@ -195,28 +195,40 @@ def _wait_for(predicate, seconds: float) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("sig", "where"),
+    [(signal.SIGKILL, "local"), (signal.SIGINT, "local"), (signal.SIGKILL, "s3")],
+)
 def test_killed_run_resumes_with_no_duplicate_and_no_gap(
-    world: Path, tmp_path: Path, sig: int
+    world: Path, tmp_path: Path, sig: int, where: str, request: pytest.FixtureRequest
 ) -> None:
+    """In a local folder and in a bucket (SeaweedFS on 127.0.0.1: `s3_out`, tests/conftest.py)."""
+    out = tmp_path if where == "local" else request.getfixturevalue("s3_out")
+    folder = storage.locate(out)
     with WorldServer(
         ServeConfig(world=world, faults="slow_first_byte=1,slow=0.3,transient=1000")
     ) as srv:
-        proc = subprocess.Popen(_cli(world, tmp_path, srv.base_url, "--first-byte-timeout", "5"))
-        _wait_for(lambda: len(list(tmp_path.glob("shards/*.parquet"))) >= 2, 60)
+        proc = subprocess.Popen(_cli(world, out, srv.base_url, "--first-byte-timeout", "5"))
+        _wait_for(lambda: len(folder.list("shards/*.parquet")) >= 2, 60)
         os.kill(proc.pid, sig)
         started = time.monotonic()
         code = proc.wait(30)
         if sig == signal.SIGINT:
             assert time.monotonic() - started < 5 and code in (0, 130, 1)
-        assert 0 < manifest.load_all(tmp_path).height < IMAGES, "killed midway"
-        assert len(shard_ids(tmp_path)) == len(set(shard_ids(tmp_path)))
+        assert 0 < manifest.load_all(folder).height < IMAGES, "killed midway"
+        assert len(shard_ids(out)) == len(set(shard_ids(out)))
+    lock = ".lock-00000-of-00001"
+    assert where == "local" or folder.is_file(lock) == (sig == signal.SIGKILL)
     with WorldServer(ServeConfig(world=world)) as srv:
-        subprocess.run(_cli(world, tmp_path, srv.base_url), check=True, timeout=120)
-    rows = manifest.load_all(tmp_path)
+        # in a bucket the killed run's lease is left: its holder, a gone process here, loses it
+        subprocess.run(_cli(world, out, srv.base_url), check=True, timeout=120)
+    rows = manifest.load_all(folder)
     assert rows.height == IMAGES and set(rows["status"]) == {"ok"}
-    assert sorted(shard_ids(tmp_path)) == sorted(rows["image_id"])
-    assert not list(tmp_path.rglob(".*tmp*"))
+    assert sorted(shard_ids(out)) == sorted(rows["image_id"])
+    assert set(rows["shard"]) == set(folder.list("shards/*.parquet"))  # no orphan left
+    assert folder.list(".journal/*/*.parquet") == []
+    assert where == "local" or not folder.is_file(lock)  # a bucket's lease is let go
+    assert not list(tmp_path.rglob(".*tmp*")) and not Path("s3:").exists()
 
 
 def test_jpeg_format_writes_one_file_per_image(world: Path, tmp_path: Path) -> None:
