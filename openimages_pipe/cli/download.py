@@ -19,19 +19,29 @@ from openimages_pipe.errors import InputError
 from openimages_pipe.select.records import LabelSource
 
 MIRROR_DEFAULT = "https://open-images-dataset.s3.amazonaws.com/{subset}/{image_id}.jpg"
-# One event loop costs ~2.5-3 ms of CPU per 1.2 MB original and a worker ~20 ms: past ~8 workers
-# the loop, not the decoding, sets the pace (benchmarks/download_architecture.py).
-MAX_DEFAULT_WORKERS = 8
 # `download --help` groups the options: what to read, which classes, how to fetch, how to resize,
-# what to write, and which share of the rows this process takes.
+# what to write, and how the rows are split (machines, and the fetch processes of this one).
 INPUT, NETWORK, RESIZE, OUTPUT, SHARDING = "Input", "Network", "Resize", "Output", "Sharding"
 CLASSES = "Classes"
 
 
-def default_workers() -> int:
-    """The CPUs this process may run on (Slurm's and taskset's limits included), at most 8."""
+def usable_cpus() -> int:
+    """The CPUs this process may run on (Slurm's and taskset's limits included)."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_DEFAULT_WORKERS, usable or 1))
+    return max(1, usable or 1)
+
+
+def parse_processes(text: str) -> int | None:
+    """`--processes`: a count, or `auto` (None: resolved against the CPUs and --per-host)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError("--processes takes a count of at least 1, or auto", value=text)
+    return value
 
 
 def parse_sources(text: str) -> tuple[Source, ...]:
@@ -161,9 +171,8 @@ def download_cmd(
         int | None,
         typer.Option(
             min=1,
-            help="Verify/decode/resize processes. Default: the CPUs this process may use, at most "
-            f"{MAX_DEFAULT_WORKERS} (one event loop feeds about that many; run more shares "
-            "beyond).",
+            help="Verify/decode/resize processes in all, divided among the fetch processes. "
+            "Default: the CPUs this process may use (at least one per fetch process).",
             rich_help_panel=RESIZE,
         ),
     ] = None,
@@ -187,6 +196,16 @@ def download_cmd(
     quiet: Annotated[
         bool, typer.Option(help="Log lines instead of a live display.", rich_help_panel=OUTPUT)
     ] = False,
+    processes: Annotated[
+        str,
+        typer.Option(
+            help="Fetch processes on this machine, each with its own event loop, connections and "
+            "share of --workers, under one display, manifest and run record; --per-host and "
+            "Retry-After hold per host across them. auto: the CPUs this process may use, at most "
+            "--per-host. 1: fetch in the main process.",
+            rich_help_panel=SHARDING,
+        ),
+    ] = "auto",
     shard_index: Annotated[
         int, typer.Option(min=0, help="This process's share (0-based).", rich_help_panel=SHARDING)
     ] = 0,
@@ -212,8 +231,8 @@ def download_cmd(
     selection `oi-pipe select` makes (of the images these CSVs list, in --subset) into DIR/select/,
     prints its counts per class, downloads exactly its ids.txt and records it in the run record.
     """
+    from openimages_pipe.download import fetch_processes, status, storage
     from openimages_pipe.download import pipeline as download
-    from openimages_pipe.download import status, storage
     from openimages_pipe.download.fetch import FetchConfig
     from openimages_pipe.download.resize import ResizeConfig
     from openimages_pipe.download.tasks import InputConfig
@@ -233,6 +252,10 @@ def download_cmd(
             md5=md5,
             allow_private=allow_private_addresses,
             **({"user_agent": user_agent} if user_agent else {}),
+        )
+        cpus = usable_cpus()
+        loops = fetch_processes.resolve(
+            parse_processes(processes), cpus, per_host, concurrency, workers
         )
         selection = download_selection(
             where, ids, classes=classes, labels=labels, class_names=class_names,
@@ -256,7 +279,8 @@ def download_cmd(
             resize=ResizeConfig(mode=resize_mode, image_size=image_size, quality=quality),
             format=output_format,
             rows_per_shard=rows_per_shard,
-            workers=workers or default_workers(),
+            workers=workers or max(cpus, loops),
+            processes=loops,
             retry_missing=retry_missing,
             quiet=quiet,
         )

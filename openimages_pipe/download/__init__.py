@@ -14,6 +14,11 @@ One module per stage, in the order an image goes through them, then the wiring:
 - `verify`: pure checks of a body (size, MD5, Flickr's placeholders).
 - `worker`: what a worker process does with one body: `verify`, then `resize`.
 - `resize`: Pillow, synchronous, in worker processes: bytes -> an upright, resized JPEG.
+- `fetch_loop`: one event loop's fetching: a `Fetcher` and its pool of decode workers, an
+  `ImageTask` in, a `Finished` (no original body) out.
+- `fetch_process`: what one fetch process does: tasks in, `Finished` images out, over one pipe.
+- `fetch_processes`: the run's fetch processes seen from the coordinating process (`--processes`):
+  their shares of the bounds, handing out tasks, settling what comes back.
 - `colour`: decoded pixels of any mode -> 8-bit RGB on white, and what converting them costs.
 - `shard_writer`: resized images -> Parquet shards or JPEG files, atomically.
 - `manifest`: one row per ImageID saying what became of it; the journal of the run under way.

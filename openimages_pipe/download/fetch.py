@@ -20,7 +20,13 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from openimages_pipe import __version__
-from openimages_pipe.download.host_gate import HostGate, HostGates, PublicOnlyResolver, checked_url
+from openimages_pipe.download.host_gate import (
+    HostGate,
+    HostGates,
+    PublicOnlyResolver,
+    SharedDeadlines,
+    checked_url,
+)
 from openimages_pipe.download.records import (
     TRANSIENT_REASONS,
     Candidate,
@@ -98,13 +104,20 @@ class Fetcher:
     The session, its connector (with the DNS cache), the global semaphore and the host gates live
     as long as the `async with`; `counters` may be read at any time for a progress display.
     With `spools`, bodies go to memory files (see `spool`) and an accepted `Fetched` carries only
-    their `size`; else its `body` too.
+    their `size`; else its `body` too. With `deadlines`, each host's Retry-After is shared with the
+    run's other fetch processes.
     """
 
-    def __init__(self, cfg: FetchConfig | None = None, spools: Spools | None = None) -> None:
+    def __init__(
+        self,
+        cfg: FetchConfig | None = None,
+        spools: Spools | None = None,
+        deadlines: SharedDeadlines | None = None,
+    ) -> None:
         self.cfg = cfg or FetchConfig()
         self.counters = FetchCounters()
         self.spools = spools
+        self._deadlines = deadlines
 
     async def __aenter__(self) -> Fetcher:
         cfg = self.cfg
@@ -126,7 +139,7 @@ class Fetcher:
             headers={"User-Agent": cfg.user_agent, "Accept-Encoding": "identity"},
         )  # fmt: skip
         self._slots = asyncio.Semaphore(cfg.concurrency)
-        self._gates = HostGates(cfg.per_host)
+        self._gates = HostGates(cfg.per_host, shared=self._deadlines)
         self._placeholders = known_placeholder_md5s() | frozenset(cfg.placeholder_md5s)
         self._rng = random.Random()
         return self

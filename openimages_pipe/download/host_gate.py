@@ -9,6 +9,10 @@ answer (429, or 503 with `Retry-After`, read by `parse_retry_after`) closes it u
 host asked for and halves its limit; successes grow the limit back, one slot per window of `limit`
 successes, as TCP's congestion avoidance does, up to the ceiling. Clock and sleep are injectable,
 so the pacing is tested without waiting. The fetch stage decides what counts as throttled.
+
+Several fetch processes of one run share each host's closed time through `SharedDeadlines`
+(shared memory), so a Retry-After that one of them hears holds all of them back; each process's
+limit is its share of the run's (`download.fetch_processes` divides it).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import email.utils
 import ipaddress
 import socket
 import time
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -25,6 +30,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 SCHEMES = frozenset({"http", "https"})
+# Hosts map to this many shared deadline slots by CRC-32: a run reaches a few dozen hosts, so two
+# sharing a slot (and one's Retry-After briefly holding the other back) is rare and harmless.
+DEADLINE_SLOTS = 4096
 
 
 def refused_address(host: str) -> bool:
@@ -94,14 +102,38 @@ def parse_retry_after(value: str | None, now_epoch: float | None = None) -> floa
     return max(0.0, when.timestamp() - now)
 
 
+class SharedDeadlines:
+    """Each host's closed-until time on the monotonic clock (system-wide on Linux, so the same in
+    every process), in memory shared by the fetch processes of one run. Made in the parent from a
+    multiprocessing context and handed to each process when it starts."""
+
+    def __init__(self, context) -> None:
+        self._until = context.RawArray("d", DEADLINE_SLOTS)  # 0.0: never closed
+        self._lock = context.Lock()  # a closing writes max(old, new); reads need no lock
+
+    @staticmethod
+    def _slot(host: str) -> int:
+        return zlib.crc32(host.encode()) % DEADLINE_SLOTS
+
+    def until(self, host: str) -> float:
+        return self._until[self._slot(host)]
+
+    def close(self, host: str, until: float) -> None:
+        slot = self._slot(host)
+        with self._lock:
+            self._until[slot] = max(self._until[slot], until)
+
+
 class HostGate:
-    """Admission to one host: a concurrency limit that shrinks on throttling, and a closed time."""
+    """Admission to one host: a concurrency limit that shrinks on throttling, and a closed time
+    (shared with the run's other fetch processes when `shared` is given)."""
 
     def __init__(
         self,
         ceiling: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        shared: tuple[SharedDeadlines, str] | None = None,
     ) -> None:
         if ceiling < 1:
             raise ValueError(f"a host's concurrency ceiling must be at least 1, got {ceiling}")
@@ -112,6 +144,7 @@ class HostGate:
         self._clock = clock
         self._sleep = sleep
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._shared = shared
 
     @property
     def limit(self) -> int:
@@ -122,8 +155,12 @@ class HostGate:
         return self._in_flight
 
     def wait_time(self) -> float:
-        """Seconds until the gate opens again; 0 when it is open."""
-        return max(0.0, self._closed_until - self._clock())
+        """Seconds until the gate opens again (here or in another fetch process); 0 when open."""
+        closed = self._closed_until
+        if self._shared is not None:
+            deadlines, host = self._shared
+            closed = max(closed, deadlines.until(host))
+        return max(0.0, closed - self._clock())
 
     def throttle(self, delay: float) -> None:
         """The host said "slow down, come back in `delay` s": close the gate that long and halve
@@ -133,6 +170,9 @@ class HostGate:
         if now >= self._closed_until:
             self._limit = max(1.0, float(int(self._limit) // 2))
         self._closed_until = max(self._closed_until, now + max(0.0, delay))
+        if self._shared is not None:
+            deadlines, host = self._shared
+            deadlines.close(host, self._closed_until)
 
     def succeeded(self) -> None:
         """One request was served: grow by one slot per `limit` successes, up to the ceiling."""
@@ -177,23 +217,28 @@ class HostGate:
 
 
 class HostGates:
-    """One gate per host key (host:port), made on first use."""
+    """One gate per host key (host:port), made on first use; their closed times shared through
+    `shared` if given."""
 
     def __init__(
         self,
         ceiling: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        shared: SharedDeadlines | None = None,
     ) -> None:
         self.ceiling = ceiling
         self._clock = clock
         self._sleep = sleep
+        self._shared = shared
         self._gates: dict[str, HostGate] = {}
 
     def get(self, host: str) -> HostGate:
         gate = self._gates.get(host)
         if gate is None:
-            gate = self._gates[host] = HostGate(self.ceiling, self._clock, self._sleep)
+            shared = None if self._shared is None else (self._shared, host)
+            gate = HostGate(self.ceiling, self._clock, self._sleep, shared)
+            self._gates[host] = gate
         return gate
 
     def __len__(self) -> int:

@@ -2,80 +2,49 @@
 
 With `--classes`, the class selection (`openimages_pipe.select`) runs first and chooses the rows.
 
-The event loop only does I/O: aiohttp fetches, and handing bodies to a process pool that verifies
-(MD5), decodes and resizes each in one call. One writer coroutine adds resized images to the shard
-writer; when a shard is durable on disk, its images' manifest rows go to the journal, so a kill at
-any moment loses only work that the next run redoes. Failures go to the journal at once: a dead
-link is a row.
+The fetch loops (`fetch_loop`: aiohttp, and a process pool that verifies, decodes and resizes each
+body in one call) run here with `--processes 1`, else one in each of N fetch processes
+(`fetch_processes`) that hand back resized images; either way this process alone reads the CSVs,
+writes shards, journal and run record, and shows progress. One writer coroutine adds resized images
+to the shard writer; when a shard is durable on disk, its images' manifest rows go to the journal,
+so a kill at any moment loses only work that the next run redoes. Failures go to the journal at
+once: a dead link is a row.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
-from openimages_pipe.download import manifest, run_record, spool, stopping, storage
+from openimages_pipe.download import fetch_processes, manifest, run_record, stopping, storage
 from openimages_pipe.download import tasks as download_input
-from openimages_pipe.download.fetch import Fetcher
+from openimages_pipe.download.fetch_loop import IN_FLIGHT_FACTOR, FetchLoop, LoopConfig
 from openimages_pipe.download.progress import DownloadProgress
-from openimages_pipe.download.records import ImageTask, Reason, Resized
+from openimages_pipe.download.records import ImageTask
 from openimages_pipe.download.run_state import (
     DownloadConfig,
     RunState,
     cancel,
     flush_journal,
+    settle,
     write_loop,
 )
-from openimages_pipe.download.spool import Body
 from openimages_pipe.download.tasks import ReadPlan
-from openimages_pipe.download.verify import Check, Verdict
 from openimages_pipe.download.worker import check_and_resize
 from openimages_pipe.errors import InputError, Interrupted, OutputError
 from openimages_pipe.select import outputs as select_outputs
 from openimages_pipe.select import selection
 
-# Images started but not finished: bounds the bodies in memory to concurrency x this factor
-# (a finished image keeps only its resized JPEG until its shard is written).
-IN_FLIGHT_FACTOR = 2
-
 
 async def _process(
-    run: RunState,
-    pool: ProcessPoolExecutor,
-    fetcher: Fetcher,
-    task: ImageTask,
-    to_writer: asyncio.Queue,
+    run: RunState, fetch_loop: FetchLoop, task: ImageTask, to_writer: asyncio.Queue
 ) -> None:
-    resized: Resized | None = None
-    spools = fetcher.spools
-
-    async def judge(body: Body, check: Check) -> Verdict:
-        nonlocal resized  # the accepted body's resize; a rejected one (next source) has None
-        job = spool.submit(
-            pool, spools, body, check_and_resize, task.image_id, body, check, task.rotation,
-            run.cfg.resize,
-        )  # fmt: skip
-        verdict, resized = await asyncio.wrap_future(job)
-        return verdict
-
-    fetched = await fetcher.fetch(task, judge)
-    try:
-        if fetched.reason is not Reason.OK or resized is None:
-            run.record(fetched, fetched.reason)
-        elif resized.reason is not Reason.OK:
-            run.record(fetched, resized.reason)
-        else:  # the body is let go here (if not spooled): only the resized JPEG waits to be written
-            await to_writer.put((replace(fetched, body=None), resized))
-    except OutputError as e:  # the journal could not be written
-        run.abort(e)
+    await settle(run, to_writer, await fetch_loop.process(task))
 
 
 async def _feed(
-    run: RunState, batches, pool, fetcher, to_writer, progress: DownloadProgress
+    run: RunState, batches, fetch_loop: FetchLoop, to_writer, progress: DownloadProgress
 ) -> None:
     """Start one task per image, at most `limit` at a time, until done or stopped.
 
@@ -98,7 +67,7 @@ async def _feed(
                 if run.stop.is_set():
                     limit.release()
                     break
-                t = asyncio.create_task(_process(run, pool, fetcher, task, to_writer))
+                t = asyncio.create_task(_process(run, fetch_loop, task, to_writer))
                 active.add(t)
                 t.add_done_callback(finished)
             if run.stop.is_set():
@@ -113,6 +82,25 @@ async def _feed(
         await asyncio.gather(*active, return_exceptions=True)
 
 
+async def _in_this_process(run, batches, to_writer, progress, stops: stopping.Stopping) -> None:
+    """`--processes 1`: the fetch loop runs here, on this event loop."""
+    cfg = run.cfg
+    fetch_loop = FetchLoop(LoopConfig(cfg.fetch, cfg.resize, cfg.workers), check_and_resize)
+    with stops.loop_phase(asyncio.get_running_loop(), run.halt, fetch_loop.kill):
+        async with fetch_loop:
+            progress.bytes_source = fetch_loop.fetcher
+            await _feed(run, batches, fetch_loop, to_writer, progress)
+
+
+async def _in_child_processes(run, batches, to_writer, progress, stops) -> None:
+    """`--processes N`: N fetch processes fetch and decode; this process reads, writes, records."""
+    # read here, at run time, so that a test's or a benchmark's stand-in reaches the children
+    children = fetch_processes.FetchProcesses(run.cfg, check_and_resize)
+    with stops.loop_phase(asyncio.get_running_loop(), run.halt, children.kill), children:
+        progress.bytes_source = children
+        await children.run(run, batches, to_writer, progress)
+
+
 async def _download(
     cfg: DownloadConfig,
     run: RunState,
@@ -122,37 +110,17 @@ async def _download(
     total: int,
     stops: stopping.Stopping,
 ) -> None:
-    loop = asyncio.get_running_loop()
     to_writer: asyncio.Queue = asyncio.Queue(maxsize=cfg.rows_per_shard)
     batches = download_input.iter_batches(cfg.input, done, prior_frame, plan)
-    spools = None
-    try:
-        with (
-            # forkserver, not fork: a forked worker would inherit polars' and aiohttp's threads
-            # mid-use and the share lock, which must die with this process even if a worker
-            # outlives it.
-            ProcessPoolExecutor(
-                cfg.workers,
-                mp_context=multiprocessing.get_context("forkserver"),
-                initializer=stopping.watch_parent,
-                initargs=(os.getpid(),),
-            ) as pool,
-            DownloadProgress(total, run.tally, quiet=cfg.quiet) as progress,
-            stops.loop_phase(loop, run.halt, lambda: stopping.kill_workers(pool)),
-        ):
-            spools = await loop.run_in_executor(None, spool.probe, pool)
-            writer = asyncio.create_task(write_loop(run, to_writer))
-            try:
-                async with Fetcher(cfg.fetch, spools) as fetcher:
-                    progress.bytes_source = fetcher
-                    await _feed(run, batches, pool, fetcher, to_writer, progress)
-            finally:
-                await to_writer.put(None)
-                await writer
-                flush_journal(run)
-    finally:
-        if spools is not None:
-            spools.close()  # after the pool's shutdown: no job reads them any more
+    fetching = _in_this_process if cfg.processes == 1 else _in_child_processes
+    with DownloadProgress(total, run.tally, quiet=cfg.quiet) as progress:
+        writer = asyncio.create_task(write_loop(run, to_writer))
+        try:
+            await fetching(run, batches, to_writer, progress, stops)
+        finally:
+            await to_writer.put(None)
+            await writer
+            flush_journal(run)
 
 
 def run(cfg: DownloadConfig) -> run_record.RunSummary:

@@ -120,3 +120,12 @@ class Resized:
     height: int = 0
     original_width: int = 0
     original_height: int = 0
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One image after fetch and resize, as a fetch loop hands it on to be recorded: the outcome
+    without the original body, and the accepted body's resized image (None if none was accepted)."""
+
+    fetched: Fetched
+    resized: Resized | None

@@ -2,7 +2,8 @@
 
 `RunState` holds what a run accumulates (the journal, the shard writer, the tally, the images in
 flight and those written but not yet durable) and how it stops: `halt` for a signal, `abort` for a
-write error, after which nothing more can be recorded. `write_loop` is the only code that touches
+write error (or a fetch process lost), after which nothing more can be recorded. `settle` takes
+each `Finished` image from whichever fetch loop made it; `write_loop` is the only code that touches
 the shard writer, so shards fill in order; an image becomes `ok` in the journal only once its
 shard is durable.
 """
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from openimages_pipe.download import run_record
 from openimages_pipe.download.fetch import FetchConfig
 from openimages_pipe.download.manifest import Journal, Share
-from openimages_pipe.download.records import Fetched, OutputFormat, Reason, Resized
+from openimages_pipe.download.records import Fetched, Finished, OutputFormat, Reason, Resized
 from openimages_pipe.download.resize import ResizeConfig
 from openimages_pipe.download.run_record import RunTally
 from openimages_pipe.download.shard_writer import (
@@ -43,7 +45,8 @@ class DownloadConfig:
     resize: ResizeConfig = field(default_factory=ResizeConfig)
     format: OutputFormat = OutputFormat.PARQUET
     rows_per_shard: int = 1000
-    workers: int = 2
+    workers: int = 2  # decode processes in all, divided among the fetch processes
+    processes: int = 1  # fetch loops; 1: in this process, more: child processes (fetch_processes)
     retry_missing: bool = False
     quiet: bool = False
 
@@ -65,7 +68,8 @@ class RunState:
         self.tally = RunTally()
         self.stop = asyncio.Event()
         self.active: set[asyncio.Task] = set()
-        self.fatal: OutputError | None = None
+        self.stoppers: list[Callable[[], None]] = []  # what `halt` tells, e.g. fetch processes
+        self.fatal: Exception | None = None
         # image_id -> what was fetched, without its body: held until the image's shard is on
         # disk; without the body, so a 1,000-image shard costs no gigabyte
         self.pending_ok: dict[str, Fetched] = {}
@@ -80,9 +84,11 @@ class RunState:
         so the next run does them. Waking whatever waits on them is what makes a stop prompt."""
         self.stop.set()
         cancel(self.active)
+        for stop in self.stoppers:
+            stop()
 
-    def abort(self, error: OutputError) -> None:
-        """A write failed (a full disk): nothing more can be recorded, so the run stops."""
+    def abort(self, error: Exception) -> None:
+        """A write failed (a full disk) or a fetch process was lost: the run stops."""
         self.fatal = self.fatal or error
         self.halt()
 
@@ -101,6 +107,20 @@ class RunState:
             where = name if self.cfg.format is OutputFormat.PARQUET else jpeg_path(image_id)
             self.record(fetched, Reason.OK, where)
         self.journal.flush()  # the shard is durable: make its rows durable too
+
+
+async def settle(run: RunState, to_writer: asyncio.Queue, finished: Finished) -> None:
+    """A failure goes to the journal at once; a resized image waits for its shard."""
+    fetched, resized = finished.fetched, finished.resized
+    try:
+        if fetched.reason is not Reason.OK or resized is None:
+            run.record(fetched, fetched.reason)
+        elif resized.reason is not Reason.OK:
+            run.record(fetched, resized.reason)
+        else:
+            await to_writer.put((fetched, resized))
+    except OutputError as e:  # the journal could not be written
+        run.abort(e)
 
 
 async def write_loop(run: RunState, to_writer: asyncio.Queue) -> None:

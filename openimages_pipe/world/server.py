@@ -53,14 +53,18 @@ STATE = web.AppKey("state", WorldState)
 
 async def _handle(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    state.requests[request.path] += 1
-    if request.path == PLACEHOLDER_PATH:
-        return web.Response(body=state.paths.placeholder.read_bytes(), content_type="image/png")
-    route = state.routes.get(request.path)
-    if route is None:
-        raise web.HTTPNotFound()
-    fault = state.fault_for(route)
-    return await respond(request, route, fault, state.spec, state.changed_bytes)
+    state.arrived(request.host, request.path)
+    try:
+        if request.path == PLACEHOLDER_PATH:
+            body = state.paths.placeholder.read_bytes()
+            return web.Response(body=body, content_type="image/png")
+        route = state.routes.get(request.path)
+        if route is None:
+            raise web.HTTPNotFound()
+        fault = state.fault_for(route)
+        return await respond(request, route, fault, state.spec, state.changed_bytes)
+    finally:
+        state.in_flight[request.host] -= 1
 
 
 def build_app(state: WorldState) -> web.Application:

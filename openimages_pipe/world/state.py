@@ -2,8 +2,10 @@
 
 This module owns loading a world for serving (`served/routes.csv` and `world.json`, each bad file
 an `InputError` naming the fix), the fates `faults` draws for every ImageID, the in-memory request
-log that also counts the attempts transient faults need, the re-encoded bytes of changed photos,
-and the truth file (every ImageID's fault). Answering HTTP with it is `server`'s.
+log that also counts the attempts transient faults need (and, per Host, the requests being
+answered at once and the most there ever were, for tests of a client's per-host limit), the
+re-encoded bytes of changed photos, and the truth file (every ImageID's fault). Answering HTTP
+with it is `server`'s.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -80,7 +83,17 @@ class WorldState:
         image_ids = sorted({route.image_id for route in self.routes.values()})
         self.fates = {image_id: fate(seed, image_id, spec) for image_id in image_ids}
         self.requests: Counter[str] = Counter()  # per URL path, so also the transient attempts
+        self.in_flight: Counter[str] = Counter()  # per Host header: requests being answered now
+        self.peak_in_flight: Counter[str] = Counter()  # per Host: the most answered at once
+        self.arrivals: list[tuple[float, str]] = []  # (time.monotonic(), URL path) per request
         self._changed: dict[str, bytes] = {}
+
+    def arrived(self, host: str, path: str) -> None:
+        """Log a request; the handler takes it off `in_flight` once answered."""
+        self.requests[path] += 1
+        self.arrivals.append((time.monotonic(), path))
+        self.in_flight[host] += 1
+        self.peak_in_flight[host] = max(self.peak_in_flight[host], self.in_flight[host])
 
     def fault_for(self, route: Route) -> Fault:
         """The fault this request meets: the image's fate until a transient fault has run out."""

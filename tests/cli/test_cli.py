@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from openimages_pipe import __version__
@@ -61,18 +62,38 @@ def test_inspect_reports_kind_and_rows(tmp_path: Path) -> None:
     assert "human_labels" in result.output and "v1" in result.output
 
 
-def test_download_workers_default_to_the_usable_cpus_at_most_eight(monkeypatch) -> None:
+def test_download_uses_the_usable_cpus_with_no_cap(monkeypatch) -> None:
     import os
 
     from openimages_pipe.cli import download as cli_download
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
-    assert cli_download.default_workers() == cli_download.MAX_DEFAULT_WORKERS == 8
+    assert cli_download.usable_cpus() == 32
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)  # taskset -c 3
-    assert cli_download.default_workers() == 1
+    assert cli_download.usable_cpus() == 1
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    assert cli_download.default_workers() == 4
+    assert cli_download.usable_cpus() == 4
+
+
+def test_processes_auto_is_the_cpus_within_what_each_process_needs_one_of() -> None:
+    from openimages_pipe.download.fetch_processes import resolve
+
+    assert resolve(None, usable=32, per_host=16, concurrency=64, workers=None) == 16
+    assert resolve(None, usable=2, per_host=16, concurrency=64, workers=None) == 2
+    assert resolve(None, usable=8, per_host=16, concurrency=64, workers=3) == 3
+    assert resolve(4, usable=2, per_host=16, concurrency=64, workers=None) == 4
+
+
+@pytest.mark.parametrize("args", [["--processes", "0"], ["--processes", "x"],
+                                  ["--processes", "3", "--per-host", "2"],
+                                  ["--processes", "3", "--workers", "2"]])  # fmt: skip
+def test_download_refuses_processes_it_cannot_give_a_share(tmp_path: Path, args) -> None:
+    csv = tmp_path / "images.csv"
+    csv.write_text("ImageID,OriginalURL\n")
+    result = runner.invoke(app, ["download", str(csv), "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code == 1, result.output
+    assert "--processes" in result.output and "Traceback" not in result.output
 
 
 def _help_panels(output: str) -> dict[str, list[str]]:
@@ -114,7 +135,7 @@ def test_download_help_groups_its_options_in_panels() -> None:
         ],
         "Resize": ["--image-size", "--resize-mode", "--quality", "--workers"],
         "Output": ["--out", "--format", "--rows-per-shard", "--quiet"],
-        "Sharding": ["--shard-index", "--num-shards"],
+        "Sharding": ["--processes", "--shard-index", "--num-shards"],
     }  # fmt: skip
     for panel, options in expected.items():
         assert panels[panel] == options, panel

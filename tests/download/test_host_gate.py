@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import socket
 from email.utils import formatdate
 
@@ -14,6 +15,7 @@ from openimages_pipe.download.host_gate import (
     HostGates,
     PublicOnlyResolver,
     RefusedAddressError,
+    SharedDeadlines,
     checked_url,
     parse_retry_after,
     refused_address,
@@ -241,3 +243,25 @@ def test_gates_are_per_host() -> None:
     assert len(gates) == 2
     with pytest.raises(ValueError, match="at least 1"):
         HostGate(0)
+
+
+def _throttle_in_another_process(deadlines: SharedDeadlines, host: str, now: float) -> None:
+    HostGates(4, clock=lambda: now, shared=deadlines).get(host).throttle(60.0)
+
+
+def test_a_retry_after_heard_in_one_process_closes_the_host_in_the_others() -> None:
+    """Fetch processes share each host's closed time: process B waits for what A was told."""
+    context = multiprocessing.get_context("forkserver")
+    deadlines = SharedDeadlines(context)
+    child = context.Process(
+        target=_throttle_in_another_process, args=(deadlines, "farm1:443", 100.0)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    clock = FakeClock(now=100.0)
+    gates = HostGates(4, clock=clock, sleep=clock.sleep, shared=deadlines)
+    assert gates.get("farm1:443").wait_time() == 60.0
+    assert gates.get("farm2:443").wait_time() == 0.0  # another host is not held back
+    asyncio.run(gates.get("farm1:443").acquire())
+    assert clock.sleeps == [60.0]  # the acquire waited the whole Retry-After, then got in

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from openimages_pipe.download import manifest, storage
+from openimages_pipe.download import manifest, spool, storage
 from openimages_pipe.download import pipeline as download
 from openimages_pipe.download.fetch import FetchConfig
 from openimages_pipe.download.records import Md5Mode, OutputFormat, Source
@@ -110,8 +110,8 @@ def test_every_fault_ends_with_the_right_status_and_reason(
 ) -> None:
     """Both ways a body reaches the workers: memory files, or bytes through the pool's pipe."""
     probed: list = []
-    probe = download.spool.probe
-    monkeypatch.setattr(download.spool, "probe", _recording(probe, probed, spooled))
+    probe = spool.probe
+    monkeypatch.setattr(spool, "probe", _recording(probe, probed, spooled))
     with WorldServer(ServeConfig(world=world, faults=f"all,{FAST}")) as srv:
         fates = {k: str(v) for k, v in srv.fates.items()}
         download.run(

@@ -1,0 +1,131 @@
+"""`oi-pipe download --processes N`: what the coordinating process costs per image, and how
+images/s grows with the fetch processes (issue 15, "One command, all cores").
+
+A world of `--images` routes that all serve one 1.2 MB JPEG (a noise photo, so that it is the size
+of an Open Images original) from the world server on 127.0.0.1, in this process. Two models:
+
+- scale: the decode workers return a fixed small JPEG at once (as in download_architecture.py),
+  so the fetch loops and the coordinating process are all there is; images/s by --processes.
+- real: the real workers (MD5, decode, resize to 256) with the default settings and with
+  `--processes 1`, the design before fetch processes.
+
+Each run is `oi-pipe download` in a child process, timed by the wall clock, the CPU of its whole
+process tree and of its top (coordinating) process sampled from /proc as in
+download_vs_img2dataset.py. The fixed cost of a run (start-up, set-up, shut-down) is measured with
+a 1-image run of each kind and subtracted for the per-image figures "once running".
+
+    .venv/bin/python benchmarks/download_processes.py --images 2000 --processes 1,2,4
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import io
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # this checkout's oi-pipe, not the venv's
+import download_vs_img2dataset as bench  # noqa: E402
+
+DATA = Path(__file__).parent / ".data" / "processes"
+FLAGS = ["--allow-private-addresses", "--quiet", "--sources", "original", "--per-host", "64"]
+
+
+def child(argv: list[str]) -> None:
+    """The CLI, with the decode workers replaced by instant ones if asked."""
+    from openimages_pipe import cli
+    from openimages_pipe.download import pipeline
+
+    if argv[0] == "instant":
+        from download_architecture import instant
+
+        pipeline.check_and_resize = instant  # read at run time, and handed to every process
+    sys.argv = ["oi-pipe", *argv[1:]]
+    cli.main()
+
+
+def make_world(root: Path, images: int, port: int) -> tuple[Path, Path]:
+    """routes.csv with `images` routes on one served file, world.json, and the images CSV."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    served = root / "served" / "photo.jpg"
+    served.parent.mkdir(parents=True, exist_ok=True)
+    if not served.exists():
+        buf = io.BytesIO()
+        Image.effect_noise((1500, 1100), 40).convert("RGB").save(buf, "JPEG", quality=92)
+        served.write_bytes(buf.getvalue())
+    data = served.read_bytes()
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    base = f"http://127.0.0.1:{port}"
+    (root / "world.json").write_text(f'{{"seed": 0, "base_url": "{base}", "layout": "v1"}}')
+    csv_path = root / f"images-{images}.csv"
+    with (root / "served" / "routes.csv").open("w", newline="") as r, csv_path.open("w") as c:
+        routes, rows = csv.writer(r), csv.writer(c)
+        routes.writerow(["path", "image_id", "kind", "file", "content_type"])
+        rows.writerow(["ImageID", "Subset", "OriginalURL", "OriginalSize", "OriginalMD5"])
+        for n in range(images):
+            image_id = f"{n * 2654435761 % 2**64:016x}"
+            path = f"/farm1.staticflickr.com/1/{image_id}_o.jpg"
+            routes.writerow([path, image_id, "original", "photo.jpg", "image/jpeg"])
+            rows.writerow([image_id, "train", base + path, len(data), md5])
+    return root, csv_path
+
+
+def one_run(kind: str, csv_path: Path, work: Path, label: str, extra: list[str]) -> bench.Run:
+    out = work / label
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, __file__, "--child", kind, "download", str(csv_path), "--out", str(out),
+           *FLAGS, *extra]  # fmt: skip
+    run = bench.Run("oi-pipe", label, 0)
+    for key, value in bench.run_command(cmd, work / f"{label}.log", timeout=900).items():
+        setattr(run, key, value)
+    run.ok, _ = bench.oi_pipe_ok(out)
+    shutil.rmtree(out, ignore_errors=True)
+    return run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--processes", default="1,2,4")
+    parser.add_argument("--port", type=int, default=18643)
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return 0
+    from openimages_pipe.world.server import ServeConfig, WorldServer
+
+    root, big = make_world(DATA / "world", args.images, args.port)
+    _, small = make_world(DATA / "world", 1, args.port)
+    make_world(DATA / "world", args.images, args.port)  # routes.csv for the big run again
+    work = DATA / "runs"
+    work.mkdir(parents=True, exist_ok=True)
+    plan = [("instant", f"scale, --processes {p}", ["--processes", p])
+            for p in args.processes.split(",")]  # fmt: skip
+    plan += [("real", "real, default (auto)", []), ("real", "real, --processes 1",
+              ["--processes", "1"])]  # fmt: skip
+    print(f"{'run':28} {'ok':>5} {'wall s':>7} {'img/s':>7} {'running':>8} {'tree ms':>8}"
+          f" {'top ms':>7} {'top ms running':>14}")  # fmt: skip
+    with WorldServer(ServeConfig(world=root, port=args.port)):
+        for kind, label, extra in plan:
+            fixed = one_run(kind, small, work, label.replace(" ", "_") + "-1", extra)
+            run = one_run(kind, big, work, label.replace(" ", "_"), extra)
+            n = max(run.ok, 1)
+            running = n / max(run.wall_s - fixed.wall_s, 1e-9)
+            top_running = 1000 * (run.top_cpu_s - fixed.top_cpu_s) / n
+            print(f"{label:28} {run.ok:5d} {run.wall_s:7.1f} {n / run.wall_s:7.1f} {running:8.1f}"
+                  f" {1000 * run.cpu_s / n:8.2f} {1000 * run.top_cpu_s / n:7.2f}"
+                  f" {top_running:14.2f}", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
