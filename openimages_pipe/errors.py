@@ -5,6 +5,8 @@
 - `OutputError`: an output that cannot be written (a full disk, a read-only folder, no permission,
   a quota); the line names the path and the error. What was recorded is kept, and a rerun once the
   cause is fixed completes it. Exit code 1.
+- `ProcessLost`: a process of a run ended without being asked to (the OOM killer, a crash); what
+  finished is kept and a rerun resumes. Exit code 1.
 - `Interrupted`: a run ended by SIGINT or SIGTERM; what finished is kept. Exit code 128 + the
   signal (130, 143), as a shell reports a process the signal killed, so `a && b` does not go on.
 
@@ -73,3 +75,20 @@ class Interrupted(Exception):
     def __str__(self) -> str:
         name = signal.Signals(self.signum).name
         return f"interrupted by {name}: what finished is kept; the same command resumes the rest"
+
+
+@dataclass
+class ProcessLost(Exception):
+    """A process that a run started ended on its own: killed (the OOM killer) or crashed."""
+
+    name: str
+    exit_code: int  # -N: killed by signal N
+
+    def __str__(self) -> str:
+        code = self.exit_code
+        signals = {s.value: s.name for s in signal.Signals}
+        how = f"killed by {signals[-code]}" if -code in signals else f"exit code {code}"
+        return (
+            f"{self.name} ended unexpectedly ({how}): what finished is kept, and the same "
+            "command resumes the rest"
+        )

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import typer
 
-from openimages_pipe.errors import InputError, Interrupted, OutputError
+from openimages_pipe.errors import InputError, Interrupted, OutputError, ProcessLost
 
 T = TypeVar("T")
 
@@ -20,7 +20,7 @@ def guarded(fn: Callable[[], T]) -> T:
     signal, each with one clear line instead of a traceback."""
     try:
         return fn()
-    except (InputError, OutputError) as e:
+    except (InputError, OutputError, ProcessLost) as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         raise typer.Exit(1) from None
     except Interrupted as e:

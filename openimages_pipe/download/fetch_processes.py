@@ -26,7 +26,7 @@ from openimages_pipe.download.fetch_loop import IN_FLIGHT_FACTOR, JudgeFn, LoopC
 from openimages_pipe.download.host_gate import SharedDeadlines
 from openimages_pipe.download.progress import DownloadProgress
 from openimages_pipe.download.run_state import DownloadConfig, RunState, settle
-from openimages_pipe.errors import InputError
+from openimages_pipe.errors import InputError, ProcessLost
 
 SEND_CHUNK = 32  # tasks per message when a process has that much room: fewer, larger writes
 JOIN_S = 5.0  # after END, how long a process may take to exit before it is killed
@@ -158,10 +158,7 @@ class FetchProcesses:
                 raise
         finally:
             await asyncio.gather(*senders, return_exceptions=True)
-            lost = await asyncio.gather(*receivers)
-            lost = [code for code in lost if code is not None]
-            if lost and run.fatal is None and not run.stop.is_set():
-                run.abort(RuntimeError(f"a fetch process ended unexpectedly: {lost}"))
+            await asyncio.gather(*receivers)
 
 
 async def _read_tasks(run: RunState, batches, work: asyncio.Queue, processes: int) -> None:
@@ -210,7 +207,11 @@ async def _receive(
             progress.advance()
     if report is EOF_MARK:
         child.process.join(JOIN_S)
-        return child.process.exitcode if child.process.exitcode is not None else -1
+        code = child.process.exitcode if child.process.exitcode is not None else -1
+        if not run.stop.is_set():
+            # its tasks will never report: stopping now also frees the sender that waits on them
+            run.abort(ProcessLost(child.process.name, code))
+        return code
     return None
 
 

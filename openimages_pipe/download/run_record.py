@@ -25,7 +25,7 @@ from openimages_pipe.download import manifest, shard_writer, storage
 from openimages_pipe.download.manifest import Share
 from openimages_pipe.download.records import Fetched, Reason, Status
 from openimages_pipe.download.storage import Folder
-from openimages_pipe.errors import InputError, OutputError
+from openimages_pipe.errors import InputError, OutputError, ProcessLost
 
 INVALID_EXAMPLES = 20
 
@@ -176,7 +176,7 @@ def jsonable(value: Any) -> Any:
 def describe(error: Exception) -> str:
     """The one line a run record gives for what ended a run: bad input or a write error as the CLI
     prints it."""
-    if isinstance(error, InputError | OutputError):
+    if isinstance(error, InputError | OutputError | ProcessLost):
         return str(error)
     return f"{type(error).__name__}: {error}".splitlines()[0]
 

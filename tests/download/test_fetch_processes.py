@@ -6,8 +6,11 @@ host's Retry-After holding across the processes, SIGTERM's exit code, and no pro
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -144,3 +147,48 @@ def test_sigkill_mid_run_then_a_rerun_completes_without_duplicates(offline_world
     assert again.returncode == 0, again.stderr
     assert_each_image_once(out)
     assert manifest.load_all(out)["status"].to_list() == ["ok"] * IMAGES
+
+
+def kills_its_fetch_process(argv: list[str]) -> None:
+    """The CLI, in a child, whose decode workers SIGKILL the fetch process above them at their
+    first image (what the OOM killer does to a process that grew too large)."""
+    from openimages_pipe.cli import main
+    from openimages_pipe.download import pipeline
+
+    pipeline.check_and_resize = kill_fetch_process
+    sys.argv = ["oi-pipe", *argv]
+    main()
+
+
+def kill_fetch_process(*args: object) -> None:
+    """A decode worker's parent is its fork server, whose parent is the fetch process."""
+    server = os.getppid()
+    stat = Path(f"/proc/{server}/stat").read_text()
+    os.kill(int(stat.rsplit(")", 1)[1].split()[1]), signal.SIGKILL)
+    time.sleep(60)  # the pool dies with the fetch process (it watches its parent)
+
+
+def test_a_lost_fetch_process_ends_the_run_in_one_line_and_a_rerun_completes(
+    offline_world, tmp_path
+) -> None:
+    out = tmp_path / "out"
+    child = [sys.executable, "-c", f"import sys; from {__name__} import kills_its_fetch_process; "
+             "kills_its_fetch_process(sys.argv[1:])"]  # fmt: skip
+    with WorldServer(ServeConfig(world=offline_world)) as srv:
+        args = args_with(offline_world, out, srv.base_url)
+        lost = subprocess.run(
+            child + args[3:], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+        failed = run_record.latest_record(out)
+        again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
+    # Python's resource tracker may add its own warning about the killed process's semaphores
+    lines = [line for line in lost.stderr.splitlines() if "resource_tracker" not in line]
+    assert lost.returncode == 1 and len(lines) == 1 and "Traceback" not in lost.stderr, lines
+    assert re.fullmatch(
+        r"error: oi-pipe-fetch-\d ended unexpectedly \(killed by SIGKILL\): what finished is "
+        r"kept, and the same command resumes the rest",
+        lines[0],
+    ), lines
+    assert (failed["outcome"], failed["error"]) == ("failed", lines[0].removeprefix("error: "))
+    assert again.returncode == 0, again.stderr
+    assert_each_image_once(out)
