@@ -36,6 +36,7 @@ Every URL is on 127.0.0.1, proxies are removed from the tools' environment (and 
 update check is off), the server stops at the end, and every command has a timeout (--run-timeout).
 
     .venv/bin/python benchmarks/download_vs_img2dataset.py --images 2000
+    .venv/bin/python benchmarks/download_vs_img2dataset.py --images 2000 --latency 0.2
 """
 
 from __future__ import annotations
@@ -446,6 +447,10 @@ def main() -> int:
         "--resize-stride", type=int, default=4,
         help="img2dataset's resize path is timed on every k-th corpus image",
     )  # fmt: skip
+    parser.add_argument(
+        "--latency", type=float, default=0.0,
+        help="seconds the server waits before every response's first byte (0: none)",
+    )  # fmt: skip
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--prepare-only", action="store_true", help="make the data, then stop")
     parser.add_argument("--data", type=Path, default=dc.DATA)
@@ -521,7 +526,11 @@ def main() -> int:
     rss: list[Run] = []
     fixed: list[Run] = []
     t = args.run_timeout
-    with WorldServer(ServeConfig(world=corpus.world, port=args.port)) as server:
+    # every image's every request waits --latency before its first byte (the world's
+    # slow_first_byte fault on all images, for longer than any run lasts)
+    faults = f"slow_first_byte=1,slow={args.latency},transient=1000000" if args.latency else "none"
+    info["latency_s"] = args.latency
+    with WorldServer(ServeConfig(world=corpus.world, port=args.port, faults=faults)) as server:
         assert server.base_url == base_url, (server.base_url, base_url)
         print(f"\nserving {n} images at {base_url}; warming up both tools ...", flush=True)
         warm = [run_oi_pipe(warm_csv, warm_n, work, "warm-up", t)]
