@@ -7,7 +7,8 @@ One thin typer command per job, each building the frozen config of what it runs 
 - `select`: `select`, the images of chosen classes, and the options `download --classes` shares.
 - `download`: `download` and `status`.
 - `splits`: `build-splits` and `stats`.
-- `learn`: `train`, `embed`, `evaluate` and `clean-labels` (nlc_model, imported inside them).
+- `learn`: `train` (nlc_model, imported inside it).
+- `models`: `embed`, `evaluate` and `clean-labels`, the commands around the trainer.
 - `world`: `world make` and `world serve`.
 - `common`: what every command shares: an `InputError` becomes one line on stderr naming the
   file, the line and the value, and exit code 1 (`guarded`).
@@ -26,6 +27,7 @@ import typer
 from openimages_pipe import __version__
 from openimages_pipe.cli import download as cli_download
 from openimages_pipe.cli import learn as cli_learn
+from openimages_pipe.cli import models as cli_models
 from openimages_pipe.cli import select as cli_select
 from openimages_pipe.cli import splits as cli_splits
 from openimages_pipe.cli import world as cli_world
@@ -125,9 +127,9 @@ app.command("status")(cli_download.status_cmd)
 app.command("build-splits")(cli_splits.build_splits_cmd)
 app.command("stats")(cli_splits.stats_cmd)
 app.command("train")(cli_learn.train_cmd)
-app.command("embed")(cli_learn.embed_cmd)
-app.command("evaluate")(cli_learn.evaluate_cmd)
-app.command("clean-labels")(cli_learn.clean_labels_cmd)
+app.command("embed")(cli_models.embed_cmd)
+app.command("evaluate")(cli_models.evaluate_cmd)
+app.command("clean-labels")(cli_models.clean_labels_cmd)
 app.command("inspect")(inspect_cmd)
 app.add_typer(cli_world.world_app, name="world")
 
