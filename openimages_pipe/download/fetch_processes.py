@@ -165,9 +165,7 @@ async def _read_tasks(run: RunState, batches, work: asyncio.Queue, processes: in
     for batch in batches:
         if run.stop.is_set():
             return
-        run.tally.invalid(batch.invalid_ids)
-        run.prior.update(batch.prior)
-        for task in batch.tasks:
+        for task in run.take(batch):
             await work.put(task)
         if run.stop.is_set():
             return

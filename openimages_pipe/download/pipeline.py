@@ -60,9 +60,7 @@ async def _feed(
 
     try:
         for batch in batches:
-            run.tally.invalid(batch.invalid_ids)
-            run.prior.update(batch.prior)
-            for task in batch.tasks:
+            for task in run.take(batch):
                 await limit.acquire()
                 if run.stop.is_set():
                     limit.release()

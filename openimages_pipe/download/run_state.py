@@ -19,7 +19,14 @@ from pathlib import Path
 from openimages_pipe.download import run_record
 from openimages_pipe.download.fetch import FetchConfig
 from openimages_pipe.download.manifest import Journal, Share
-from openimages_pipe.download.records import Fetched, Finished, OutputFormat, Reason, Resized
+from openimages_pipe.download.records import (
+    Fetched,
+    Finished,
+    ImageTask,
+    OutputFormat,
+    Reason,
+    Resized,
+)
 from openimages_pipe.download.resize import ResizeConfig
 from openimages_pipe.download.run_record import RunTally
 from openimages_pipe.download.shard_writer import (
@@ -29,7 +36,7 @@ from openimages_pipe.download.shard_writer import (
     jpeg_path,
 )
 from openimages_pipe.download.storage import Folder
-from openimages_pipe.download.tasks import InputConfig
+from openimages_pipe.download.tasks import Batch, InputConfig
 from openimages_pipe.errors import OutputError
 
 # Rows buffered before a journal part is written: small enough that a kill loses seconds of
@@ -92,10 +99,17 @@ class RunState:
         self.fatal = self.fatal or error
         self.halt()
 
+    def take(self, batch: Batch) -> list[ImageTask]:
+        """A read batch's bookkeeping (its invalid rows counted, its manifest rows kept for the
+        tally), then its tasks: the one place every fetch path reads batches through."""
+        self.tally.invalid(batch.invalid_ids)
+        self.prior.update(batch.prior)
+        return batch.tasks
+
     def record(self, fetched: Fetched, reason: Reason, shard: str | None = None) -> None:
         prior = self.prior.get(fetched.image_id)
         row = run_record.manifest_row(fetched, reason, shard, prior)
-        self.tally.count(row, self.prior.get(fetched.image_id))
+        self.tally.count(row, prior)
         self.journal.add(row)
         if len(self.journal) >= JOURNAL_ROWS:
             self.journal.flush()

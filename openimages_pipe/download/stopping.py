@@ -83,7 +83,9 @@ class Stopping:
         from any thread) ends what the graceful stop would wait for."""
         self._loop, self._loop_stop, self._kill, self.phase = loop, stop, kill, Phase.LOOP
         try:
-            if self.signum is not None:  # a signal came between two phases
+            # a signal while reading raised Interrupted; should code that catches every
+            # Exception have swallowed it, the stop is still owed
+            if self.signum is not None:
                 stop()
             yield
         finally:
