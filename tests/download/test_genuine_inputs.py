@@ -132,8 +132,9 @@ def test_v1_validation_rows_try_the_mirror_folders_of_the_manifests_subset_map(
     ]
 
 
+@pytest.mark.parametrize("processes", [1, 2], ids=["in-process", "2-fetch-processes"])
 def test_v1_validation_image_found_only_in_the_mirrors_test_folder_is_downloaded(
-    tmp_path: Path,
+    tmp_path: Path, processes: int
 ) -> None:
     root, base = tmp_path / "world", world_layout.base_url(port=world_layout.free_port())
     in_test = world_layout.MIRROR_PATH_TEMPLATE.format(subset="test", image_id=VALIDATION_ID)
@@ -148,7 +149,8 @@ def test_v1_validation_image_found_only_in_the_mirrors_test_folder_is_downloaded
             mirror_template=world_layout.mirror_template(base),
         ),
         fetch=FetchConfig(allow_private=True, retries=0, md5=Md5Mode.OFF),
-        workers=1,
+        workers=processes,
+        processes=processes,
         quiet=True,
     )
     with WorldServer(ServeConfig(world=root)) as srv:
