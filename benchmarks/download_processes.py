@@ -6,6 +6,8 @@ of an Open Images original) from the world server on 127.0.0.1, in this process.
 
 - scale: the decode workers return a fixed small JPEG at once (as in download_architecture.py),
   so the fetch loops and the coordinating process are all there is; images/s by --processes.
+  With `--body-kb 30` the served file is small enough that neither the server nor copying bodies
+  takes the cores the loops need: images/s then shows the loops' own scaling on a small machine.
 - real: the real workers (MD5, decode, resize to 256) with the default settings and with
   `--processes 1`, the design before fetch processes.
 
@@ -15,6 +17,8 @@ download_vs_img2dataset.py. The fixed cost of a run (start-up, set-up, shut-down
 a 1-image run of each kind and subtracted for the per-image figures "once running".
 
     .venv/bin/python benchmarks/download_processes.py --images 2000 --processes 1,2,4
+    .venv/bin/python benchmarks/download_processes.py --images 10000 --processes 1,2,3,4 \
+        --body-kb 30 --no-real
 """
 
 from __future__ import annotations
@@ -50,17 +54,18 @@ def child(argv: list[str]) -> None:
     cli.main()
 
 
-def make_world(root: Path, images: int, port: int) -> tuple[Path, Path]:
-    """routes.csv with `images` routes on one served file, world.json, and the images CSV."""
+def make_world(root: Path, images: int, port: int, body_kb: int = 1200) -> tuple[Path, Path]:
+    """routes.csv with `images` routes on one served file of about `body_kb` KB, world.json, and
+    the images CSV."""
     from PIL import Image
 
     root.mkdir(parents=True, exist_ok=True)
     served = root / "served" / "photo.jpg"
     served.parent.mkdir(parents=True, exist_ok=True)
-    if not served.exists():
-        buf = io.BytesIO()
-        Image.effect_noise((1500, 1100), 40).convert("RGB").save(buf, "JPEG", quality=92)
-        served.write_bytes(buf.getvalue())
+    side = max(16, round(1500 * (body_kb / 1200) ** 0.5))  # q92 noise: ~0.73 bytes per pixel
+    buf = io.BytesIO()
+    Image.effect_noise((side, side * 11 // 15), 40).convert("RGB").save(buf, "JPEG", quality=92)
+    served.write_bytes(buf.getvalue())
     data = served.read_bytes()
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
     base = f"http://127.0.0.1:{port}"
@@ -96,6 +101,12 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--processes", default="1,2,4")
     parser.add_argument("--port", type=int, default=18643)
+    parser.add_argument(
+        "--body-kb", type=int, default=1200,
+        help="size of the served JPEG (1200: an Open Images original; small: the loops' own cost)",
+    )  # fmt: skip
+    parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
+                        help="also the runs with real decode workers")  # fmt: skip
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -103,15 +114,17 @@ def main() -> int:
         return 0
     from openimages_pipe.world.server import ServeConfig, WorldServer
 
-    root, big = make_world(DATA / "world", args.images, args.port)
-    _, small = make_world(DATA / "world", 1, args.port)
-    make_world(DATA / "world", args.images, args.port)  # routes.csv for the big run again
+    root, big = make_world(DATA / "world", args.images, args.port, args.body_kb)
+    _, small = make_world(DATA / "world", 1, args.port, args.body_kb)
+    make_world(DATA / "world", args.images, args.port, args.body_kb)  # the big run's routes.csv
+    print(f"served: {(root / 'served' / 'photo.jpg').stat().st_size / 1e3:.0f} KB per image")
     work = DATA / "runs"
     work.mkdir(parents=True, exist_ok=True)
     plan = [("instant", f"scale, --processes {p}", ["--processes", p])
             for p in args.processes.split(",")]  # fmt: skip
-    plan += [("real", "real, default (auto)", []), ("real", "real, --processes 1",
-              ["--processes", "1"])]  # fmt: skip
+    if args.real:
+        plan += [("real", "real, default (auto)", []), ("real", "real, --processes 1",
+                  ["--processes", "1"])]  # fmt: skip
     print(f"{'run':28} {'ok':>5} {'wall s':>7} {'img/s':>7} {'running':>8} {'tree ms':>8}"
           f" {'top ms':>7} {'top ms running':>14}")  # fmt: skip
     with WorldServer(ServeConfig(world=root, port=args.port)):
