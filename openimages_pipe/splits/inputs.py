@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from openimages_pipe.download import storage
+from openimages_pipe.download import manifest, storage
 from openimages_pipe.download.storage import Folder
 from openimages_pipe.errors import InputError
 from openimages_pipe.formats import reader, releases
@@ -69,14 +69,16 @@ def check_rows(frame: pl.DataFrame, paths: Sequence[Path], kind: str) -> None:
 
 
 def manifest_parts(directory: Path | str) -> tuple[Folder, list[str]]:
-    """A download folder (local or s3://) and the keys of its merged manifest files."""
+    """A download folder (local or s3://) and the keys of every file that records outcomes: the
+    merged manifests and the journal parts that an interrupted run has not merged yet (its
+    images are in the shards already, as `status` counts them)."""
     folder = storage.locate(directory)
-    if folder.is_file("manifest.parquet"):
-        return folder, ["manifest.parquet"]
-    parts = folder.list("manifest/*.parquet")
+    parts = manifest.all_manifest_files(folder)
     if not parts:
         raise InputError(
-            "no download manifest: expected manifest.parquet or manifest/*.parquet", folder.url
+            "no download manifest: expected manifest.parquet, manifest/*.parquet or the journal "
+            "of a run (.journal/*/*.parquet)",
+            folder.url,
         )
     return folder, parts
 
@@ -96,11 +98,11 @@ def load_manifest(directory: Path | str) -> pl.DataFrame:
     status = pl.col("status").cast(pl.String)
     known = status.replace_strict(STATUSES[:3], STATUSES[:3], default="other").fill_null("other")
     ranked = pl.concat(frames).select(key=image_key(), status=known.cast(STATUS))
-    manifest = ranked.drop_nulls("key").sort("key").collect()
-    keys = manifest["key"].to_numpy()
+    table = ranked.drop_nulls("key").sort("key").collect()
+    keys = table["key"].to_numpy()
     if (keys[1:] == keys[:-1]).any():  # listed twice: the best status (Enum order) wins
-        manifest = manifest.group_by("key", maintain_order=True).agg(pl.col("status").min())
-    return manifest
+        table = table.group_by("key", maintain_order=True).agg(pl.col("status").min())
+    return table
 
 
 def load_images(paths: Sequence[Path]) -> pl.LazyFrame:
