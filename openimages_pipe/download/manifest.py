@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -48,6 +49,7 @@ SCHEMA = pa.schema(
 POLARS_SCHEMA = pl.Schema(pl.from_arrow(SCHEMA.empty_table()).schema)
 # The --num-shards of a folder's first run, which every later run must give too.
 SHARES_FILE = ".num-shards"
+READ_TRIES = 5  # listings of a folder whose journal a running download keeps merging
 _SHARE_NAME = re.compile(r"/\d{5}-of-(\d{5})[-/.]")
 
 
@@ -136,9 +138,26 @@ def rows_to_table(rows: Iterable[dict]) -> pa.Table:
 def read_files(files: Sequence[Path | str], folder: Folder | None = None) -> pl.DataFrame:
     """All rows of these manifest files (keys of `folder` if given), in the manifest schema,
     duplicates kept."""
-    sources = [folder.source(str(f)) if folder else f for f in files]
-    frames = [pl.read_parquet(s).cast(POLARS_SCHEMA) for s in sources]  # type: ignore[arg-type]
+    frames = [read_file(f, folder).cast(POLARS_SCHEMA) for f in files]
     return pl.concat(frames) if frames else pl.DataFrame(schema=POLARS_SCHEMA)
+
+
+def read_file(
+    file: Path | str, folder: Folder | None = None, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """One manifest file (a key of `folder` if given), all columns or only `columns`. A file
+    that is not a manifest is an InputError naming it; one that vanished (a merge deleted it),
+    a FileNotFoundError or InputError that `read_listed` tells apart."""
+    where = folder.where(str(file)) if folder else str(file)
+    open_ = (lambda: folder.source(str(file))) if folder else (lambda: file)
+    try:
+        if columns:
+            missing = sorted(set(columns) - set(pl.read_parquet_schema(open_())))
+            if missing:
+                raise InputError(f"download manifest lacks column {', '.join(missing)}", where)
+        return pl.read_parquet(open_(), columns=list(columns) if columns else None)
+    except (pl.exceptions.PolarsError, pa.ArrowException) as e:
+        raise InputError(f"not a readable manifest: {str(e).splitlines()[0]}", where) from e
 
 
 def latest_per_image(rows: pl.DataFrame) -> pl.DataFrame:
@@ -180,7 +199,23 @@ def compact(out: Path | Folder, share: Share) -> pl.DataFrame:
 def load_all(out: Path | Folder) -> pl.DataFrame:
     """Every share's rows under DIR, one per ImageID (what `status` and `build-splits` see)."""
     folder = storage.locate(out)
-    return latest_per_image(read_files(all_manifest_files(folder), folder))
+    return latest_per_image(read_listed(folder, all_manifest_files, read_files))
+
+
+def read_listed(folder: Folder, listing: Callable[[Folder], list[str]], read: Callable) -> Any:
+    """`read(files, folder)` of what `listing` finds, while a running download may merge its
+    journal: a merge writes the manifest, then deletes the parts it merged, so a part listed
+    here can be gone when it is read. Then the files are listed and read again; what one pass
+    reads is always whole (an older manifest with its parts, or a newer one, duplicates at
+    worst, which the readers resolve)."""
+    for attempt in range(1, READ_TRIES + 1):
+        files = listing(folder)
+        try:
+            return read(files, folder)
+        except (OSError, InputError):
+            if attempt == READ_TRIES or all(folder.is_file(f) for f in files):
+                raise  # not a merge's doing: a file that is there and cannot be read
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 class Journal:

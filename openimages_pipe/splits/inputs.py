@@ -68,11 +68,10 @@ def check_rows(frame: pl.DataFrame, paths: Sequence[Path], kind: str) -> None:
         raise InputError(f"a row of this {kind} file is malformed", path)
 
 
-def manifest_parts(directory: Path | str) -> tuple[Folder, list[str]]:
-    """A download folder (local or s3://) and the keys of every file that records outcomes: the
+def manifest_parts(folder: Folder) -> list[str]:
+    """The keys of every file that records outcomes in a download folder (local or s3://): the
     merged manifests and the journal parts that an interrupted run has not merged yet (its
     images are in the shards already, as `status` counts them)."""
-    folder = storage.locate(directory)
     parts = manifest.all_manifest_files(folder)
     if not parts:
         raise InputError(
@@ -80,25 +79,23 @@ def manifest_parts(directory: Path | str) -> tuple[Folder, list[str]]:
             "of a run (.journal/*/*.parquet)",
             folder.url,
         )
-    return folder, parts
+    return parts
 
 
 def load_manifest(directory: Path | str) -> pl.DataFrame:
     """(key, status) per image of a download manifest, sorted by key; an image listed more than
     once takes its best status. Only `image_id` and `status` are read, so that manifests written
-    by older or newer versions still work."""
-    frames = []
-    folder, parts = manifest_parts(directory)
-    for part in parts:
-        missing = set(MANIFEST_COLUMNS) - set(pl.read_parquet_schema(folder.source(part)))
-        if missing:
-            where = folder.where(part)
-            raise InputError(f"download manifest lacks column {', '.join(sorted(missing))}", where)
-        frames.append(pl.scan_parquet(folder.source(part)).select(*MANIFEST_COLUMNS))
+    by older or newer versions still work; a download merging its journal meanwhile is read
+    whole (`manifest.read_listed`)."""
+    return manifest.read_listed(storage.locate(directory), manifest_parts, _read_statuses)
+
+
+def _read_statuses(parts: list[str], folder: Folder) -> pl.DataFrame:
+    frames = [manifest.read_file(part, folder, MANIFEST_COLUMNS) for part in parts]
     status = pl.col("status").cast(pl.String)
     known = status.replace_strict(STATUSES[:3], STATUSES[:3], default="other").fill_null("other")
     ranked = pl.concat(frames).select(key=image_key(), status=known.cast(STATUS))
-    table = ranked.drop_nulls("key").sort("key").collect()
+    table = ranked.drop_nulls("key").sort("key")
     keys = table["key"].to_numpy()
     if (keys[1:] == keys[:-1]).any():  # listed twice: the best status (Enum order) wins
         table = table.group_by("key", maintain_order=True).agg(pl.col("status").min())
