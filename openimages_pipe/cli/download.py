@@ -91,7 +91,8 @@ def download_cmd(
             "the CPU per image, at the same quality up to the thumbnail's size (640 px on its "
             "longer side: with keep-ratio a shorter side of at most ~480 px at 4:3), but stores "
             "Flickr's thumbnails unverified (benchmarks/RESULTS.md). Not the default for that "
-            "reason.",
+            "reason. A thumbnail (or mirror copy) smaller than the target falls through to the "
+            "next source, and is kept only if none gives a full-size image.",
             rich_help_panel=INPUT,
         ),
     ] = "original,thumbnail,mirror",

@@ -3,9 +3,10 @@
 This module owns HTTP for downloads: the bounds (`FetchConfig`), which URLs may be requested at all
 (http/https only; no private, loopback or link-local address unless allowed, checked on every
 redirect hop), the manual redirect walk, retries with backoff, and the fallback from one source to
-the next. Per-host pacing is `host_gate`'s; what an attempt's last response comes to (its status's
-`Reason`, its body up to the byte cap) is `response`'s; judging the bytes is `verify`'s. A bad URL
-or response is a `Fetched` with a reason, never an exception; only cancellation propagates.
+the next (also past a reduced copy that the judge finds too small for the target). Per-host pacing
+is `host_gate`'s; what an attempt's last response comes to (its status's `Reason`, its body up to
+the byte cap) is `response`'s; judging the bytes is `verify`'s. A bad URL or response is a
+`Fetched` with a reason, never an exception; only cancellation propagates.
 """
 
 from __future__ import annotations
@@ -158,15 +159,28 @@ class Fetcher:
 
     async def fetch(self, task: ImageTask, judge: Judge = verify_here) -> Fetched:
         """Try the candidates in order; the first body that `judge` accepts wins. If none
-        does: the first transient failure (retried next run), else the first candidate's reason."""
+        does: the first transient failure (retried next run), else the first candidate's reason.
+
+        An accepted reduced copy (thumbnail, mirror) that is `undersized` while later candidates
+        remain is set aside: the first later one accepted at full size wins, else that first
+        copy is kept (`fell_through` either way), so no image is lost to a smaller one."""
         failures: list[Fetched] = []
+        small: Fetched | None = None  # the first undersized copy set aside
         attempts = 0
-        for candidate in task.candidates:
+        for n, candidate in enumerate(task.candidates, 1):
             result = await self._fetch_source(task, candidate, judge)
             attempts += result.attempts
-            if result.reason is Reason.OK:
-                return replace(result, attempts=attempts)
-            failures.append(result)
+            if result.reason is not Reason.OK:
+                failures.append(result)
+            elif not result.undersized:
+                return replace(result, attempts=attempts, fell_through=small is not None)
+            elif small is None and (n == len(task.candidates) or not candidate.source.reduced):
+                return replace(result, attempts=attempts)  # nothing bigger to try: kept small
+            else:
+                # it holds no spool (`_judge` gave that back); a bytes body it keeps as its own
+                small = small or result
+        if small is not None:
+            return replace(small, attempts=attempts, fell_through=True)
         if not failures:
             return Fetched(task.image_id, Reason.BAD_URL)  # no candidate URL at all
         transient = [f for f in failures if f.reason in TRANSIENT_REASONS]
@@ -225,7 +239,10 @@ class Fetcher:
             body, size = reply.body, len(reply.body)
         if verdict.reason is not Reason.OK:
             return replace(result, reason=verdict.reason)  # rejected: no body, so no md5
-        return replace(result, body=body, size=size, verified=verdict.verified, md5=verdict.md5)
+        return replace(
+            result, body=body, size=size, verified=verdict.verified, md5=verdict.md5,
+            undersized=verdict.undersized,
+        )  # fmt: skip
 
     async def _attempt(self, gate: HostGate, url: URL) -> Reply:
         """One attempt: wait for the host's gate and a global slot, then request (hops included)."""

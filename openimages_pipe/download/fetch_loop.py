@@ -82,19 +82,20 @@ class FetchLoop:
 
     async def process(self, task: ImageTask) -> Finished:
         assert self.fetcher is not None, "use FetchLoop as an async context manager"
-        resized: Resized | None = None
+        # each judged candidate's resize, by URL (once per task): the one kept may be an
+        # undersized copy judged before the candidates that fetch tried after it
+        resized: dict[str | None, Resized | None] = {}
         cfg = self.cfg
 
         async def judge(body: Body, check: Check) -> Verdict:
-            nonlocal resized  # the accepted body's resize; a rejected one (next source) has None
             job = spool.submit(
                 self.pool, self.spools, body, self._judge_fn, task.image_id, body, check,
                 task.rotation, cfg.resize,
             )  # fmt: skip
-            verdict, resized = await asyncio.wrap_future(job)
+            verdict, resized[check.url] = await asyncio.wrap_future(job)
             return verdict
 
         fetched = await self.fetcher.fetch(task, judge)
         # the body is let go here (if not spooled): only the resized JPEG goes on
-        kept = resized if fetched.reason is Reason.OK else None
+        kept = resized.get(fetched.url) if fetched.reason is Reason.OK else None
         return Finished(replace(fetched, body=None), kept)

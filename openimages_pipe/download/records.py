@@ -18,6 +18,12 @@ class Source(enum.StrEnum):
     THUMBNAIL = "thumbnail"  # Thumbnail300KURL: Flickr's ~300 KB re-encode, not verifiable
     MIRROR = "mirror"  # the S3 mirror by ImageID: a <= 1024 px re-encode, not verifiable
 
+    @property
+    def reduced(self) -> bool:
+        """A smaller re-encode of the photo: where it comes out under the target size, a later
+        source may hold a bigger copy. An original is as big as the photo gets."""
+        return self is not Source.ORIGINAL
+
 
 class Status(enum.StrEnum):
     OK = "ok"
@@ -107,6 +113,10 @@ class Fetched:
     size: int | None = None  # bytes of the accepted body
     verified: bool = False  # size and MD5 matched the CSV (originals only)
     md5: str | None = None  # base64 MD5 of the accepted body
+    undersized: bool = False  # the accepted body's image is stored smaller than the target
+    # An undersized reduced copy was set aside for later sources: this is the full-size image
+    # one of them gave, or (undersized) that first copy, kept because none did.
+    fell_through: bool = False
 
 
 @dataclass(frozen=True)

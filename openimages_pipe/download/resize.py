@@ -222,11 +222,23 @@ def target_size(size: tuple[int, int], cfg: ResizeConfig) -> tuple[int, int]:
     w, h = size
     if cfg.mode is ResizeMode.NONE:
         return size
-    side = max(w, h) if cfg.mode is ResizeMode.LONGER_SIDE else min(w, h)
-    scale = cfg.image_size / side
+    scale = cfg.image_size / _fixed_side(size, cfg.mode)
     if scale >= 1 and not cfg.upscale:
         return size
     return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def undersized(size: tuple[int, int], cfg: ResizeConfig) -> bool:
+    """True when an upright image of `size` is stored smaller than `cfg` asks, in the side that
+    its mode fixes: never enlarged, so a bigger copy elsewhere would give a bigger result."""
+    if cfg.mode is ResizeMode.NONE or cfg.upscale:
+        return False
+    return _fixed_side(size, cfg.mode) < cfg.image_size
+
+
+def _fixed_side(size: tuple[int, int], mode: ResizeMode) -> int:
+    """The side that `image_size` sets: the longer for longer-side, else the shorter."""
+    return max(size) if mode is ResizeMode.LONGER_SIDE else min(size)
 
 
 def _exif_orientation(img: Image.Image) -> int:

@@ -83,13 +83,20 @@ class RunTally:
     invalid_ids: int = 0
     invalid_examples: list[str] = dataclasses.field(default_factory=list)
     duplicates: int = 0  # rows skipped: an earlier row (of any input CSV) lists their ImageID
+    # ok images whose first copy (a thumbnail or mirror copy) was too small for the target and
+    # was set aside for a later source; of them, those kept small because no later one did better
+    undersized_fell_through: int = 0
+    undersized_kept: int = 0
 
-    def count(self, row: dict, prior: dict | None) -> None:
+    def count(self, row: dict, prior: dict | None, fetched: Fetched) -> None:
         self.status[row["status"]] += 1
         self.reason[row["reason"]] += 1
         if row["status"] == Status.OK:
             self.source[row["source"]] += 1
             self.bytes += row["bytes"] or 0
+            if fetched.fell_through:
+                self.undersized_fell_through += 1
+                self.undersized_kept += fetched.undersized
         before = (prior or {}).get("status")
         if row["status"] == Status.OK and before in (Status.MISSING, Status.FAILED):
             self.recovered += 1
@@ -222,6 +229,8 @@ def finish(
             "invalid_image_ids": tally.invalid_ids,
             "invalid_examples": tally.invalid_examples,
             "duplicates": tally.duplicates,
+            "undersized_fell_through": tally.undersized_fell_through,
+            "undersized_kept": tally.undersized_kept,
         },
         "manifest_totals": totals,
     }

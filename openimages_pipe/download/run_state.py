@@ -109,7 +109,7 @@ class RunState:
     def record(self, fetched: Fetched, reason: Reason, shard: str | None = None) -> None:
         prior = self.prior.get(fetched.image_id)
         row = run_record.manifest_row(fetched, reason, shard, prior)
-        self.tally.count(row, prior)
+        self.tally.count(row, prior, fetched)
         self.journal.add(row)
         if len(self.journal) >= JOURNAL_ROWS:
             self.journal.flush()

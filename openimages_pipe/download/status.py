@@ -59,7 +59,11 @@ def _last_run(record: dict) -> dict:
         "error": record.get("error"),
         **{k: this_run[k] for k in ("images", "recovered", "newly_missing")},
         "invalid_image_ids": this_run["invalid_image_ids"],
-        "duplicates": this_run.get("duplicates", 0),
+        # records written before these counts existed: none was counted
+        **{
+            k: this_run.get(k, 0)
+            for k in ("duplicates", "undersized_fell_through", "undersized_kept")
+        },
     }
 
 
@@ -95,6 +99,11 @@ def last_run_line(last: dict) -> str:
         counts.append(f"{last['invalid_image_ids']:,} rows with an invalid ImageID skipped")
     if last["duplicates"]:
         counts.append(f"{last['duplicates']:,} rows repeating an ImageID merged into its first")
+    if last["undersized_fell_through"]:
+        counts.append(
+            f"{last['undersized_fell_through']:,} images too small as a thumbnail or mirror copy "
+            f"tried the next source ({last['undersized_kept']:,} kept small: none did better)"
+        )
     if last["outcome"] == run_record.Outcome.FAILED:
         return f"last run: failed: {last['error']} (run {last['run_id']}: {', '.join(counts)})"
     stopped = ", stopped early" if last["outcome"] == run_record.Outcome.STOPPED else ""

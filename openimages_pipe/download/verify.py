@@ -46,6 +46,9 @@ class Verdict:
     reason: Reason
     verified: bool = False  # size and MD5 matched the CSV (originals only)
     md5: str | None = None  # base64 MD5 of the body, as the CSV writes OriginalMD5
+    # Not verify's: the worker sets it after the resize (`resize.undersized`), for fetch to try
+    # a later source instead of storing a reduced copy small.
+    undersized: bool = False
 
 
 def md5_b64(body: bytes) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from openimages_pipe.download.records import Reason, Resized
-from openimages_pipe.download.resize import ResizeConfig, resize_image
+from openimages_pipe.download.resize import ResizeConfig, resize_image, undersized
 from openimages_pipe.download.spool import Body, read_body
 from openimages_pipe.download.verify import Check, Verdict
 
@@ -18,7 +18,8 @@ from openimages_pipe.download.verify import Check, Verdict
 def check_and_resize(
     image_id: str, body: Body, check: Check, rotation: float | None, cfg: ResizeConfig
 ) -> tuple[Verdict, Resized | None]:
-    """`check`'s verdict on `body` and, if it passes, the resized image (or why it has none)."""
+    """`check`'s verdict on `body` and, if it passes, the resized image (or why it has none);
+    the verdict says whether that image is smaller than the target (`undersized`)."""
     body = read_body(body)
     verdict = check(body)
     if verdict.reason is not Reason.OK:
@@ -28,4 +29,5 @@ def check_and_resize(
         # A body that does not decode (a truncated original) or costs too much to is rejected
         # like a placeholder: the thumbnail or the mirror may hold a good copy of the photo.
         return replace(verdict, reason=resized.reason, verified=False), resized
-    return verdict, resized
+    upright = (resized.original_width, resized.original_height)
+    return replace(verdict, undersized=undersized(upright, cfg)), resized

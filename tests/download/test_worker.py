@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from openimages_pipe.download import worker
-from openimages_pipe.download.records import Md5Mode, Reason, Source
+from openimages_pipe.download.records import Md5Mode, Reason, ResizeMode, Source
 from openimages_pipe.download.resize import ResizeConfig
 from openimages_pipe.download.spool import Spools
 from openimages_pipe.download.verify import Check, md5_b64
@@ -75,3 +75,25 @@ def test_a_spooled_body_is_judged_like_its_bytes() -> None:
     spools.close()
     assert (verdict.reason, verdict.md5) == (Reason.OK, md5_b64(body))
     assert resized is not None and (resized.width, resized.height) == (256, 341)  # turned 90
+
+
+@pytest.mark.parametrize(
+    ("size", "rotation", "resize", "undersized"),
+    [
+        ((400, 120), None, ResizeConfig(), True),  # keep-ratio: the shorter side is under 256
+        ((640, 480), None, ResizeConfig(), False),
+        ((120, 400), 90.0, ResizeConfig(mode=ResizeMode.CENTER_CROP), True),  # upright 400x120
+        ((640, 200), None, ResizeConfig(mode=ResizeMode.LONGER_SIDE), False),  # 640 >= 256
+        ((200, 150), None, ResizeConfig(mode=ResizeMode.LONGER_SIDE), True),
+        ((40, 30), None, ResizeConfig(mode=ResizeMode.NONE), False),  # none asks for no size
+        ((400, 120), None, ResizeConfig(upscale=True), False),  # enlarged to the target
+    ],
+)
+def test_the_verdict_says_when_the_image_is_stored_smaller_than_the_target(
+    size, rotation, resize, undersized
+) -> None:
+    body = jpeg(size)
+    thumbnail = Check(Source.THUMBNAIL, URL, Md5Mode.STRICT)
+    verdict, resized = worker.check_and_resize("a", body, thumbnail, rotation, resize)
+    assert (verdict.reason, verdict.undersized) == (Reason.OK, undersized)
+    assert resized is not None and resized.reason is Reason.OK
