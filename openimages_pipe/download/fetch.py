@@ -162,8 +162,9 @@ class Fetcher:
         does: the first transient failure (retried next run), else the first candidate's reason.
 
         An accepted reduced copy (thumbnail, mirror) that is `undersized` while later candidates
-        remain is set aside: the first later one accepted at full size wins, else that first
-        copy is kept (`fell_through` either way), so no image is lost to a smaller one."""
+        remain is set aside: the first later one accepted at full size, or an original (small
+        or not), wins, else that first copy is kept (`fell_through` either way), so no image is
+        lost to a smaller one."""
         failures: list[Fetched] = []
         small: Fetched | None = None  # the first undersized copy set aside
         attempts = 0
@@ -172,9 +173,11 @@ class Fetcher:
             attempts += result.attempts
             if result.reason is not Reason.OK:
                 failures.append(result)
-            elif not result.undersized:
+            elif not result.undersized or not candidate.source.reduced:
+                # full size; or an original, small itself: no copy of it is bigger, and it is
+                # the one that can be verified
                 return replace(result, attempts=attempts, fell_through=small is not None)
-            elif small is None and (n == len(task.candidates) or not candidate.source.reduced):
+            elif small is None and n == len(task.candidates):
                 return replace(result, attempts=attempts)  # nothing bigger to try: kept small
             else:
                 # it holds no spool (`_judge` gave that back); a bytes body it keeps as its own

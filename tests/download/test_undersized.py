@@ -243,3 +243,14 @@ def test_of_several_undersized_copies_the_first_is_kept_with_its_body(served) ->
     assert (won.source, won.undersized, won.fell_through, won.body) == (
         Source.ORIGINAL, False, True, bodies["original"],
     )  # fmt: skip
+
+
+def test_a_small_original_wins_over_the_smaller_copy_set_aside(served) -> None:
+    """A small image: its thumbnail is smaller still, and only the original can be verified."""
+    urls, bodies, srv = served
+    small = small_from(Source.THUMBNAIL, Source.ORIGINAL, Source.MIRROR)
+    got = fetch(task(urls, Source.THUMBNAIL, Source.ORIGINAL, Source.MIRROR), small)
+    assert (got.source, got.undersized, got.fell_through, got.body, got.attempts) == (
+        Source.ORIGINAL, True, True, bodies["original"], 2,
+    )  # fmt: skip
+    assert srv.request_count(f"/m/{A}.jpg") == 0
