@@ -230,7 +230,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.shards or make_shards(Path(tmp), args.images)
         index = shards.read_index(folder)
-        kb = sum(f.stat().st_size for f in index.files) / len(index) / 1024
+        kb = sum((Path(index.root) / f).stat().st_size for f in index.files) / len(index) / 1024
         rows = (gpu_report if args.gpu else cpu_report)(args, index, device)
     name = torch.cuda.get_device_name() if args.gpu else f"CPU, {torch.get_num_threads()} threads"
     print(f"{len(index):,} images of {kb:.1f} KB, {args.size} px crops, batch {args.batch}, {name}")

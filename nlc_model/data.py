@@ -114,7 +114,7 @@ class ClassTable:
 class Features:
     table: Tensor  # (N, D), float32 on CPU, bfloat16 on GPU
     image_ids: pa.Array  # (N,)
-    path: Path
+    path: Path | str  # what messages name: a features file, or the shards' folder or s3:// URL
 
     @property
     def dim(self) -> int:

@@ -37,7 +37,7 @@ class ImageData:
     dropped: dict[str, int]  # images of each split that are not in the shards
 
 
-def load_image_data(shard_dir: Path, splits: Path, device: torch.device) -> ImageData:
+def load_image_data(shard_dir: Path | str, splits: Path, device: torch.device) -> ImageData:
     classes = data.load_classes(splits)
     for name in SPLITS:  # a missing split fails before the shards are indexed
         data.check_file(splits / f"{name}.parquet", data.SPLIT_COLUMNS[name])

@@ -41,7 +41,7 @@ DEFAULT_SIZE = 224
 class EmbedConfig:
     """Everything `embed` needs; saved, resolved, in the features file's metadata."""
 
-    shards: Path  # a download folder (or its shards/)
+    shards: Path | str  # a download folder (or its shards/), or its s3:// URL
     weights: Path  # a `train --stage backbone` checkpoint or a torchvision state dict
     out: Path  # the features file (.parquet)
     arch: str | None = None  # needed with a torchvision state dict; a checkpoint names its own

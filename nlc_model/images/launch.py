@@ -19,9 +19,10 @@ from pathlib import Path
 from nlc_model import report
 from nlc_model.images.train_backbone import BackboneConfig, run
 from nlc_model.loop import config_dict, config_from_dict
+from openimages_pipe.download import storage
 from openimages_pipe.errors import InputError
 
-PATHS = ("shards", "splits", "out", "weights")
+PATHS = ("splits", "out", "weights")
 
 
 def save_config(cfg: BackboneConfig, path: Path) -> None:
@@ -32,6 +33,7 @@ def load_config(path: Path) -> BackboneConfig:
     """The config `save_config` wrote: flat, as in every checkpoint."""
     raw = json.loads(path.read_text())
     flat = {k: Path(v) if k in PATHS and v else v for k, v in raw.items()}
+    flat["shards"] = storage.location(raw["shards"])  # a Path would collapse s3:// into s3:/
     return config_from_dict(BackboneConfig, flat)
 
 

@@ -1,8 +1,10 @@
 """The image path: Parquet shards of `download` -> batches of cropped images on the device.
 
-Owns reading shards. Hands on batches of (images (B, 3, S, S) float in [0, 1] on the device,
-positions (B,)): each image's position in the rows the stream was made for, from which the caller
-builds labels (a split's `LabelRows`, exactly as for cached features).
+Owns reading shards, from a local download folder or its s3://BUCKET/PREFIX (through
+`storage.locate`: the same layout and AWS_* variables as `download --out`). Hands on batches of
+(images (B, 3, S, S) float in [0, 1] on the device, positions (B,)): each image's position in the
+rows the stream was made for, from which the caller builds labels (a split's `LabelRows`, exactly
+as for cached features).
 
 - `ShardIndex`: every image of the shards once, read from the `image_id` column alone.
   `attach_split` attaches a split file to it with `data.attach`, as features are attached: images
@@ -12,6 +14,8 @@ builds labels (a split's `LabelRows`, exactly as for cached features).
   c, c + C, ...: every process and worker reads its own disjoint share of the shards, and together
   they read each image once per epoch. Training streams are endless, so no rank ever runs out of
   batches before the others; a finite (evaluation) stream reads every image once.
+- Every process, loader workers included, opens shards through its own `Folder` (`open_shard`,
+  cached per process id): a forked worker never shares the S3 connections of its parent.
 - Crops and decoding live in `crops`: CPU workers decode and crop; with CUDA, workers only read
   bytes and `crops.decode_on_device` decodes the whole batch on the GPU.
 """
@@ -33,6 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from nlc_model import data
 from nlc_model.data import Features, SplitSet
 from nlc_model.images import crops
+from openimages_pipe.download import storage
 from openimages_pipe.errors import InputError
 
 # Most rows one worker reads at once. A piece is a slice of a row group, which Parquet reads whole
@@ -46,9 +51,10 @@ PREFETCH = 4  # batches in flight per worker: smooths out slow pieces (a row gro
 @dataclass(frozen=True)
 class ShardIndex:
     """Every image of the shards: index row i is row `offset[i]` of row group `group[i]` of
-    `files[file[i]]`."""
+    `files[file[i]]`, a key of the folder at `root` (a local path or an s3:// URL)."""
 
-    files: tuple[Path, ...]
+    root: str
+    files: tuple[str, ...]
     image_ids: pa.Array  # (N,) large_string
     file: np.ndarray  # (N,) int64
     group: np.ndarray  # (N,) int64
@@ -58,21 +64,44 @@ class ShardIndex:
         return len(self.image_ids)
 
 
-def shard_files(shards: Path) -> list[Path]:
-    """The shards of a download folder, or of a folder of shards."""
-    folder = shards / "shards" if (shards / "shards").is_dir() else shards
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+_FOLDERS: dict[tuple[int, str], storage.Folder] = {}
+
+
+def folder_of(root: str) -> storage.Folder:
+    """This process's `Folder` for `root`: made once per process, so that a forked loader
+    worker opens its own S3 connections."""
+    key = (os.getpid(), root)
+    if key not in _FOLDERS:
+        _FOLDERS[key] = storage.locate(root)
+    return _FOLDERS[key]
+
+
+def open_shard(root: str, key: str) -> pq.ParquetFile:
+    folder = folder_of(root)
+    try:
+        return pq.ParquetFile(folder.source(key))
+    except (OSError, pa.ArrowException) as e:  # a shard that went away, or is not Parquet
+        message = f"cannot read the shard: {str(e).splitlines()[0]}"
+        raise InputError(message, folder.where(key)) from e
+
+
+def shard_files(shards: Path | str) -> tuple[str, list[str]]:
+    """The shards of a download folder, or of a folder of shards: the folder (a local path or
+    an s3:// URL, refused in one line if it is neither) and their keys in it."""
+    folder = storage.locate(shards)
+    files = folder.list("shards/*.parquet") or folder.list("*.parquet")
     if not files:
-        raise InputError("no Parquet shards here (write them with `oi-pipe download`)", shards)
-    return files
+        message = "no Parquet shards here (write them with `oi-pipe download`)"
+        raise InputError(message, folder.url)
+    return str(storage.location(shards)), files
 
 
-def index_file(path: Path) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+def index_file(root: str, key: str) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """One shard's image ids, and the row group and row within it of each."""
-    file = pq.ParquetFile(path)
+    file = open_shard(root, key)
     missing = [c for c in SHARD_COLUMNS if c not in file.schema_arrow.names]
     if missing:
-        raise InputError(f"not an image shard: no column(s) {missing}", path)
+        raise InputError(f"not an image shard: no column(s) {missing}", folder_of(root).where(key))
     sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
     group = np.repeat(np.arange(len(sizes)), sizes)
     offset = np.arange(sum(sizes)) - np.repeat(np.cumsum([0, *sizes[:-1]]), sizes)
@@ -80,19 +109,20 @@ def index_file(path: Path) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     return ids.combine_chunks(), group, offset
 
 
-def read_index(shards: Path) -> ShardIndex:
-    files = shard_files(shards)
-    parts = [index_file(p) for p in files]
+def read_index(shards: Path | str) -> ShardIndex:
+    root, files = shard_files(shards)
+    parts = [index_file(root, key) for key in files]
     ids = pa.concat_arrays([p[0] for p in parts]) if parts else pa.array([], pa.large_string())
     file = np.concatenate([np.full(len(p[0]), i, np.int64) for i, p in enumerate(parts)])
     group = np.concatenate([p[1] for p in parts]).astype(np.int64)
-    return ShardIndex(tuple(files), ids, file, group, np.concatenate([p[2] for p in parts]))
+    offset = np.concatenate([p[2] for p in parts])
+    return ShardIndex(root, tuple(files), ids, file, group, offset)
 
 
 def attach_split(index: ShardIndex, splits: Path, name: str, classes: int) -> tuple[SplitSet, int]:
     """A split's images that are in the shards, and how many are not. Its `feature_rows` are
     rows of the index: `data.attach` matches image ids the same way for images and features."""
-    as_features = Features(torch.empty(len(index), 0), index.image_ids, index.files[0].parent)
+    as_features = Features(torch.empty(len(index), 0), index.image_ids, index.root)
     return data.attach(name, splits, as_features, classes)
 
 
@@ -142,7 +172,7 @@ class ShardStream(IterableDataset):
         if spec.train and len(rows) < consumers:
             msg = f"{len(rows)} images cannot feed {consumers} processes x loader workers"
             raise InputError(f"{msg}: use fewer --workers or processes", value=str(len(rows)))
-        self.files, self.spec = index.files, spec
+        self.root, self.files, self.spec = index.root, index.files, spec
         self.pieces = plan_pieces(index, rows, consumers)
         self.rank, self.world, self.workers, self.start_epoch = rank, world, workers, start_epoch
 
@@ -175,7 +205,7 @@ class ShardStream(IterableDataset):
         spec = self.spec
         rng = np.random.default_rng([spec.seed, epoch, piece.file, piece.group, piece.slot])
         order = rng.permutation(len(piece.positions)) if spec.train else range(len(piece.positions))
-        file = pq.ParquetFile(self.files[piece.file])
+        file = open_shard(self.root, self.files[piece.file])
         table = file.read_row_group(piece.group, columns=["image", "width", "height"])
         jpegs = table.column("image").combine_chunks().field("bytes")
         widths, heights = table.column("width"), table.column("height")

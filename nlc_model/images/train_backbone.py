@@ -66,7 +66,7 @@ TRAINING = TrainSettings(
 class BackboneConfig:
     """Everything `train --stage backbone` needs; saved, resolved and flat, in every checkpoint."""
 
-    shards: Path  # a download folder (or its shards/)
+    shards: Path | str  # a download folder (or its shards/), or its s3:// URL
     splits: Path
     out: Path
     arch: str = "resnet50"  # see backbone.ARCHS

@@ -1,6 +1,6 @@
 """What every `oi-pipe` command shares: bad input, an output that cannot be written and an
-interruption each become one clear line and their exit code (errors.py says which); a download
-folder given to a command that reads only local ones (`local_shards`)."""
+interruption each become one clear line and their exit code (errors.py says which); where a
+download folder's shards are (`shard_location`)."""
 
 from __future__ import annotations
 
@@ -28,13 +28,9 @@ def guarded(fn: Callable[[], T]) -> T:
         raise typer.Exit(e.exit_code) from None
 
 
-def local_shards(text: str) -> Path:
-    """`--shards` as a local folder: an s3:// download is read by `status` and `build-splits`,
-    but the image loaders read local files (a URL is refused, never taken for a folder)."""
+def shard_location(text: str) -> Path | str:
+    """`--shards` as a local folder or an s3:// URL; any other URL is refused in one line, and
+    never taken for a folder."""
     from openimages_pipe.download import storage
 
-    where = storage.location(text)
-    if not isinstance(where, Path):
-        message = f"--shards reads a local folder: copy the shards first (aws s3 sync {where} DIR)"
-        raise InputError(message, value=where)
-    return where
+    return storage.location(text)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from openimages_pipe.cli.common import guarded, local_shards
+from openimages_pipe.cli.common import guarded, shard_location
 from openimages_pipe.errors import InputError
 
 
@@ -45,7 +45,8 @@ def train_cmd(
     shards: Annotated[
         str | None,
         typer.Option(
-            help="Download folder of Parquet image shards (backbone); a local folder.",
+            help="Download folder of Parquet image shards (backbone), or its s3://BUCKET/PREFIX "
+            "(credentials and endpoint from the AWS_* variables, as for download --out).",
             rich_help_panel=INPUTS,
         ),
     ] = None,
@@ -222,7 +223,7 @@ def train_cmd(
         if shards is None:
             raise InputError("--stage backbone needs --shards (a download folder)")
         cfg = train_backbone.BackboneConfig(
-            shards=local_shards(shards), splits=splits, out=out, arch=arch, width=width,
+            shards=shard_location(shards), splits=splits, out=out, arch=arch, width=width,
             weights=weights, image_size=image_size, min_scale=min_scale,
             variant=variant if finetune_backbone else "baseline",
             finetune_backbone=finetune_backbone, workers=workers, device=device,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from openimages_pipe.cli.common import guarded, local_shards
+from openimages_pipe.cli.common import guarded, shard_location
 
 
 def evaluate_cmd(
@@ -58,7 +58,10 @@ def clean_labels_cmd(
 def embed_cmd(
     shards: Annotated[
         str,
-        typer.Option(help="Download folder (or its shards/) of Parquet image shards; local."),
+        typer.Option(
+            help="Download folder (or its shards/) of Parquet image shards, or its "
+            "s3://BUCKET/PREFIX (the AWS_* variables, as for download --out)."
+        ),
     ],
     weights: Annotated[
         Path,
@@ -89,7 +92,7 @@ def embed_cmd(
 
     def body() -> None:
         cfg = embed.EmbedConfig(
-            shards=local_shards(shards), weights=weights, out=out, arch=arch,
+            shards=shard_location(shards), weights=weights, out=out, arch=arch,
             image_size=image_size, batch_size=batch_size, workers=workers, device=device,
         )  # fmt: skip
         embed.run(cfg)
