@@ -9,7 +9,10 @@ of an Open Images original) from the world server on 127.0.0.1, in this process.
   With `--body-kb 30` the served file is small enough that neither the server nor copying bodies
   takes the cores the loops need: images/s then shows the loops' own scaling on a small machine.
 - real: the real workers (MD5, decode, resize to 256) with the default settings and with
-  `--processes 1`, the design before fetch processes.
+  `--processes 1`, the design before fetch processes (`--real-processes`).
+- pinned (`--pin 1,4,8,16`): real runs pinned to the first N cores with the default settings
+  (so N fetch processes and N decode workers), the server moved to the cores left over; images/s
+  against N x the 1-core run is the scaling of issue 15 (goal >= 85 % of linear at 16).
 
 Each run is `oi-pipe download` in a child process, timed by the wall clock, the CPU of its whole
 process tree and of its top (coordinating) process sampled from /proc as in
@@ -19,6 +22,8 @@ a 1-image run of each kind and subtracted for the per-image figures "once runnin
     .venv/bin/python benchmarks/download_processes.py --images 2000 --processes 1,2,4
     .venv/bin/python benchmarks/download_processes.py --images 10000 --processes 1,2,3,4 \
         --body-kb 30 --no-real
+    python3 benchmarks/download_processes.py --images 8000 --processes 1,16 --real-processes auto \
+        --pin 1,4,8,16      # a 16-core machine: benchmarks/device_check.sh
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import base64
 import csv
 import hashlib
 import io
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -42,11 +48,16 @@ FLAGS = ["--allow-private-addresses", "--quiet", "--sources", "original", "--per
 
 
 def child(argv: list[str]) -> None:
-    """The CLI, with the decode workers replaced by instant ones if asked."""
+    """The CLI, with the decode workers replaced by instant ones if asked (`instant`), pinned to
+    the first N cores if asked (`real@N`: then `auto` resolves to N fetch processes and N decode
+    workers, and everything the command starts inherits the pinning)."""
     from openimages_pipe import cli
     from openimages_pipe.download import pipeline
 
-    if argv[0] == "instant":
+    kind, _, cores = argv[0].partition("@")
+    if cores:
+        os.sched_setaffinity(0, range(int(cores)))
+    if kind == "instant":
         from download_architecture import instant
 
         pipeline.check_and_resize = instant  # read at run time, and handed to every process
@@ -107,6 +118,16 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
                         help="also the runs with real decode workers")  # fmt: skip
+    parser.add_argument(
+        "--real-processes",
+        default="auto,1",
+        help="the real runs' --processes values (auto: the default settings)",
+    )
+    parser.add_argument(
+        "--pin", default="",
+        help="core counts, e.g. 1,4,8,16: real runs pinned to the first N cores with the default "
+        "settings (N fetch processes, N decode workers), and images/s against N x the 1-core run",
+    )  # fmt: skip
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -123,20 +144,36 @@ def main() -> int:
     plan = [("instant", f"scale, --processes {p}", ["--processes", p])
             for p in args.processes.split(",")]  # fmt: skip
     if args.real:
-        plan += [("real", "real, default (auto)", []), ("real", "real, --processes 1",
-                  ["--processes", "1"])]  # fmt: skip
+        plan += [("real", "real, default (auto)", []) if p == "auto" else
+                 ("real", f"real, --processes {p}", ["--processes", p])
+                 for p in args.real_processes.split(",")]  # fmt: skip
+    pinned = [int(n) for n in args.pin.split(",") if n]
+    plan += [(f"real@{n}", f"real, pinned to {n} cores", []) for n in pinned]
+    rates: dict[str, float] = {}
     print(f"{'run':28} {'ok':>5} {'wall s':>7} {'img/s':>7} {'running':>8} {'tree ms':>8}"
           f" {'top ms':>7} {'top ms running':>14}")  # fmt: skip
     with WorldServer(ServeConfig(world=root, port=args.port)):
+        everywhere = os.sched_getaffinity(0)
         for kind, label, extra in plan:
+            _, _, cores = kind.partition("@")
+            # the server (a thread of this process) on the cores the pinned command leaves free
+            os.sched_setaffinity(0, everywhere - set(range(int(cores or 0))) or everywhere)
             fixed = one_run(kind, small, work, label.replace(" ", "_") + "-1", extra)
             run = one_run(kind, big, work, label.replace(" ", "_"), extra)
+            os.sched_setaffinity(0, everywhere)
             n = max(run.ok, 1)
             running = n / max(run.wall_s - fixed.wall_s, 1e-9)
             top_running = 1000 * (run.top_cpu_s - fixed.top_cpu_s) / n
             print(f"{label:28} {run.ok:5d} {run.wall_s:7.1f} {n / run.wall_s:7.1f} {running:8.1f}"
                   f" {1000 * run.cpu_s / n:8.2f} {1000 * run.top_cpu_s / n:7.2f}"
                   f" {top_running:14.2f}", flush=True)  # fmt: skip
+            rates[kind] = running
+    if pinned:
+        one = rates.get("real@1")
+        print("\npinned, once running: images/s, and against N x the 1-core run (linear = 100 %)")
+        for n in pinned:
+            share = f"{rates[f'real@{n}'] / (n * one):6.1%}" if one else "(no 1-core run)"
+            print(f"  {n:3d} cores  {rates[f'real@{n}']:8.1f}  {share}")
     return 0
 
 
