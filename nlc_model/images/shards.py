@@ -15,13 +15,16 @@ as for cached features).
   they read each image once per epoch. Training streams are endless, so no rank ever runs out of
   batches before the others; a finite (evaluation) stream reads every image once.
 - Every process, loader workers included, opens shards through its own `Folder` (`open_shard`,
-  cached per process id): a forked worker never shares the S3 connections of its parent.
+  cached per process id): a forked worker never shares the S3 connections of its parent. A shard
+  that cannot be read, in a worker or not, is an InputError of one line naming it (`reading`,
+  `worker_error`).
 - Crops and decoding live in `crops`: CPU workers decode and crop; with CUDA, workers only read
   bytes and `crops.decode_on_device` decodes the whole batch on the GPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +48,7 @@ from openimages_pipe.errors import InputError
 # re-reading a big row group up to rows/PIECE_ROWS times.
 PIECE_ROWS = 1024
 SHARD_COLUMNS = ("image", "image_id", "width", "height")
+SAMPLE_COLUMNS = ["image", "width", "height"]  # what a stream reads of a row group
 PREFETCH = 4  # batches in flight per worker: smooths out slow pieces (a row group read)
 
 
@@ -76,24 +80,31 @@ def folder_of(root: str) -> storage.Folder:
     return _FOLDERS[key]
 
 
-def open_shard(root: str, key: str) -> pq.ParquetFile:
-    folder = folder_of(root)
+@contextlib.contextmanager
+def reading(root: str, key: str) -> Iterator[None]:
+    """A shard that cannot be read (gone, not Parquet, a store that fails) as one line naming it."""
     try:
-        return pq.ParquetFile(folder.source(key))
-    except (OSError, pa.ArrowException) as e:  # a shard that went away, or is not Parquet
+        yield
+    except (OSError, pa.ArrowException) as e:  # pyarrow's S3 and Parquet errors are both of these
         message = f"cannot read the shard: {str(e).splitlines()[0]}"
-        raise InputError(message, folder.where(key)) from e
+        raise InputError(message, folder_of(root).where(key)) from e
+
+
+def open_shard(root: str, key: str) -> pq.ParquetFile:
+    with reading(root, key):
+        return pq.ParquetFile(folder_of(root).source(key))
 
 
 def shard_files(shards: Path | str) -> tuple[str, list[str]]:
     """The shards of a download folder, or of a folder of shards: the folder (a local path or
     an s3:// URL, refused in one line if it is neither) and their keys in it."""
-    folder = storage.locate(shards)
+    root = str(storage.location(shards))
+    folder = folder_of(root)
     files = folder.list("shards/*.parquet") or folder.list("*.parquet")
     if not files:
         message = "no Parquet shards here (write them with `oi-pipe download`)"
         raise InputError(message, folder.url)
-    return str(storage.location(shards)), files
+    return root, files
 
 
 def index_file(root: str, key: str) -> tuple[pa.Array, np.ndarray, np.ndarray]:
@@ -105,7 +116,8 @@ def index_file(root: str, key: str) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
     group = np.repeat(np.arange(len(sizes)), sizes)
     offset = np.arange(sum(sizes)) - np.repeat(np.cumsum([0, *sizes[:-1]]), sizes)
-    ids = file.read(columns=["image_id"]).column("image_id").cast(pa.large_string())
+    with reading(root, key):
+        ids = file.read(columns=["image_id"]).column("image_id").cast(pa.large_string())
     return ids.combine_chunks(), group, offset
 
 
@@ -205,8 +217,9 @@ class ShardStream(IterableDataset):
         spec = self.spec
         rng = np.random.default_rng([spec.seed, epoch, piece.file, piece.group, piece.slot])
         order = rng.permutation(len(piece.positions)) if spec.train else range(len(piece.positions))
-        file = open_shard(self.root, self.files[piece.file])
-        table = file.read_row_group(piece.group, columns=["image", "width", "height"])
+        key = self.files[piece.file]
+        with reading(self.root, key):
+            table = open_shard(self.root, key).read_row_group(piece.group, columns=SAMPLE_COLUMNS)
         jpegs = table.column("image").combine_chunks().field("bytes")
         widths, heights = table.column("width"), table.column("height")
         for i in order:
@@ -221,9 +234,10 @@ class ShardStream(IterableDataset):
                 yield crops.decode_crop(jpegs[r].as_py(), box, spec.size, flip), position
 
 
-def loader(stream: ShardStream, batch_size: int, pin: bool) -> DataLoader:
-    """Batches of a stream: (uint8 images (B, 3, S, S), positions) or an `EncodedBatch`."""
-    return DataLoader(
+def loader(stream: ShardStream, batch_size: int, pin: bool) -> Iterator:
+    """Batches of a stream: (uint8 images (B, 3, S, S), positions) or an `EncodedBatch`. A shard
+    that a worker cannot read ends the iteration with that worker's one-line InputError."""
+    batches = DataLoader(
         stream,
         batch_size=batch_size,
         num_workers=stream.workers,
@@ -231,6 +245,22 @@ def loader(stream: ShardStream, batch_size: int, pin: bool) -> DataLoader:
         pin_memory=pin,
         prefetch_factor=PREFETCH if stream.workers else None,
     )
+    try:
+        yield from batches
+    except InputError as e:
+        said = worker_error(e)
+        if said is e:
+            raise
+        raise said from None  # the worker's traceback is in its message: leave it there
+
+
+def worker_error(e: InputError) -> InputError:
+    """A loader worker's InputError as the line it said. Only text crosses from a worker: the
+    DataLoader raises the same type again with the worker's whole traceback as its message, whose
+    last line is `openimages_pipe.errors.InputError: <that line>`."""
+    if not e.message.startswith(f"Caught {type(e).__name__} in DataLoader worker"):
+        return e
+    return InputError(e.message.rstrip().splitlines()[-1].partition(": ")[2])
 
 
 def cpu_threads(workers: int, processes: int = 1) -> int:

@@ -45,8 +45,9 @@ def train_cmd(
     shards: Annotated[
         str | None,
         typer.Option(
-            help="Download folder of Parquet image shards (backbone), or its s3://BUCKET/PREFIX "
-            "(credentials and endpoint from the AWS_* variables, as for download --out).",
+            help="Download folder of Parquet image shards (backbone): a local folder or "
+            "s3://BUCKET/PREFIX (credentials and endpoint from the AWS_* variables, as for "
+            "download --out).",
             rich_help_panel=INPUTS,
         ),
     ] = None,

@@ -59,8 +59,9 @@ def embed_cmd(
     shards: Annotated[
         str,
         typer.Option(
-            help="Download folder (or its shards/) of Parquet image shards, or its "
-            "s3://BUCKET/PREFIX (the AWS_* variables, as for download --out)."
+            help="Download folder (or its shards/) of Parquet image shards: a local folder or "
+            "s3://BUCKET/PREFIX (credentials and endpoint from the AWS_* variables, as for "
+            "download --out)."
         ),
     ],
     weights: Annotated[

@@ -245,16 +245,18 @@ class S3Folder(Folder):
             return self.client.put(self.object(key), data, if_none_match=True).status == 200
 
     def read_bytes(self, key: str) -> bytes | None:
-        with self._reading():
+        with self._reading(key):
             reply = self.client.get(self.object(key))
         return reply.body if reply.status == 200 else None
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[None]:
+    def _reading(self, key: str | None = None) -> Iterator[None]:
+        """Any failure of the store as an InputError naming the object read, or the folder."""
         try:
             yield
         except OSError as e:
-            raise InputError(f"cannot read: {str(e).splitlines()[0]}", self.url) from e
+            where = self.url if key is None else self.where(key)
+            raise InputError(f"cannot read: {str(e).splitlines()[0]}", where) from e
 
     def list(self, pattern: str) -> list[str]:
         """One listing below the pattern's literal folders; recursive only if the pattern has
@@ -279,7 +281,7 @@ class S3Folder(Folder):
     def is_file(self, key: str) -> bool:
         from pyarrow import fs
 
-        with self._reading():
+        with self._reading(key):
             return self.fs.get_file_info(self._path(key)).type == fs.FileType.File
 
     def delete(self, key: str) -> None:
@@ -287,7 +289,7 @@ class S3Folder(Folder):
             self.client.delete(self.object(key))
 
     def source(self, key: str) -> Any:
-        with self._reading():
+        with self._reading(key):
             return self.fs.open_input_file(self._path(key))
 
     @contextlib.contextmanager

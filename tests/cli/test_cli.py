@@ -142,3 +142,12 @@ def test_download_help_groups_its_options_in_panels() -> None:
     assert panels["Arguments"] == ["csvs..."]
     assert panels["Options"] == ["--help"]  # every option of the command is in a panel
     assert "Only the first N images" in result.output  # help texts are there, in their panels
+
+
+@pytest.mark.parametrize("command", ["train", "embed"])
+def test_shards_help_says_a_local_folder_or_an_s3_url(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())  # the help text, unwrapped
+    shards = text[text.index("--shards") :]
+    assert shards.index("a local folder or s3://BUCKET/PREFIX") < shards.index(" --", 1)
