@@ -80,6 +80,8 @@ class Lease:
             there = self.client.get(self.url)
             if there.status == 404:
                 continue
+            if there.body == self.body:  # ours: a retried PUT whose first try had landed
+                return self._took(there)
             if not stale(there):
                 raise InputError(f"{self.refusal} ({_holder(there)})", self.folder)
             reply = self.client.put(self.url, self.body, if_match=there.etag)

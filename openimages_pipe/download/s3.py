@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import http.client
 import os
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from dataclasses import dataclass
 # is one the run should not start on.
 TIMEOUT_S = 30.0
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+RETRIES = 3  # more tries of a request the store answered with a 5xx, or did not answer
+RETRIED_STATUSES = (500, 502, 503, 504)
+BACKOFF_S = 0.2  # before the first retry; doubles for each next one (0.2 + 0.4 + 0.8 s at most)
 
 
 class S3Error(OSError):
@@ -97,6 +101,25 @@ class S3Client:
 
     def request(
         self, method: str, url: ObjectUrl, body: bytes = b"", headers: Mapping[str, str] = {}
+    ) -> Reply:
+        """One request, tried again after a 5xx (S3's InternalError and SlowDown ask for it, and
+        the AWS SDKs do so) or a dropped connection: up to RETRIES more times, backing off. A
+        conditional PUT that landed before its answer was lost then meets its own object (412):
+        `lease` tells that apart by the body."""
+        for attempt in range(RETRIES + 1):
+            try:
+                reply = self._request_once(method, url, body, headers)
+            except S3Error:
+                if attempt == RETRIES:
+                    raise
+            else:
+                if reply.status not in RETRIED_STATUSES or attempt == RETRIES:
+                    return reply
+            time.sleep(BACKOFF_S * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _request_once(
+        self, method: str, url: ObjectUrl, body: bytes, headers: Mapping[str, str]
     ) -> Reply:
         path = "/" + urllib.parse.quote(url.bucket + ("/" + url.key if url.key else ""), "/~")
         signed = self._sign(method, path, body, headers)
