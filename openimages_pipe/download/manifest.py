@@ -151,11 +151,11 @@ def read_file(
     where = folder.where(str(file)) if folder else str(file)
     open_ = (lambda: folder.source(str(file))) if folder else (lambda: file)
     try:
-        if columns:
-            missing = sorted(set(columns) - set(pl.read_parquet_schema(open_())))
-            if missing:
-                raise InputError(f"download manifest lacks column {', '.join(missing)}", where)
         return pl.read_parquet(open_(), columns=list(columns) if columns else None)
+    except pl.exceptions.ColumnNotFoundError:
+        # only now is the schema read (a second open): to name every column it lacks
+        missing = sorted(set(columns or ()) - set(pl.read_parquet_schema(open_())))
+        raise InputError(f"download manifest lacks column {', '.join(missing)}", where) from None
     except (pl.exceptions.PolarsError, pa.ArrowException) as e:
         raise InputError(f"not a readable manifest: {str(e).splitlines()[0]}", where) from e
 
