@@ -218,8 +218,9 @@ class ShardStream(IterableDataset):
         rng = np.random.default_rng([spec.seed, epoch, piece.file, piece.group, piece.slot])
         order = rng.permutation(len(piece.positions)) if spec.train else range(len(piece.positions))
         key = self.files[piece.file]
+        file = open_shard(self.root, key)
         with reading(self.root, key):
-            table = open_shard(self.root, key).read_row_group(piece.group, columns=SAMPLE_COLUMNS)
+            table = file.read_row_group(piece.group, columns=SAMPLE_COLUMNS)
         jpegs = table.column("image").combine_chunks().field("bytes")
         widths, heights = table.column("width"), table.column("height")
         for i in order:

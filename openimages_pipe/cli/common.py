@@ -1,11 +1,9 @@
 """What every `oi-pipe` command shares: bad input, an output that cannot be written and an
-interruption each become one clear line and their exit code (errors.py says which); where a
-download folder's shards are (`shard_location`)."""
+interruption each become one clear line and their exit code (errors.py says which)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import typer
@@ -26,11 +24,3 @@ def guarded(fn: Callable[[], T]) -> T:
     except Interrupted as e:
         typer.secho(str(e), fg="yellow", err=True)
         raise typer.Exit(e.exit_code) from None
-
-
-def shard_location(text: str) -> Path | str:
-    """`--shards` as a local folder or an s3:// URL; any other URL is refused in one line, and
-    never taken for a folder."""
-    from openimages_pipe.download import storage
-
-    return storage.location(text)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from openimages_pipe.cli.common import guarded, shard_location
+from openimages_pipe.cli.common import guarded
 from openimages_pipe.errors import InputError
 
 
@@ -220,11 +220,12 @@ def train_cmd(
 
     def backbone_stage() -> None:
         from nlc_model.images import launch, train_backbone
+        from openimages_pipe.download import storage
 
         if shards is None:
             raise InputError("--stage backbone needs --shards (a download folder)")
         cfg = train_backbone.BackboneConfig(
-            shards=shard_location(shards), splits=splits, out=out, arch=arch, width=width,
+            shards=storage.location(shards), splits=splits, out=out, arch=arch, width=width,
             weights=weights, image_size=image_size, min_scale=min_scale,
             variant=variant if finetune_backbone else "baseline",
             finetune_backbone=finetune_backbone, workers=workers, device=device,

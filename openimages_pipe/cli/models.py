@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from openimages_pipe.cli.common import guarded, shard_location
+from openimages_pipe.cli.common import guarded
 
 
 def evaluate_cmd(
@@ -90,10 +90,11 @@ def embed_cmd(
     under a temporary name and moved into place when complete.
     """
     from nlc_model.images import embed
+    from openimages_pipe.download import storage
 
     def body() -> None:
         cfg = embed.EmbedConfig(
-            shards=shard_location(shards), weights=weights, out=out, arch=arch,
+            shards=storage.location(shards), weights=weights, out=out, arch=arch,
             image_size=image_size, batch_size=batch_size, workers=workers, device=device,
         )  # fmt: skip
         embed.run(cfg)
