@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from openimages_pipe.download.records import Reason
+from openimages_pipe.download import worker
+from openimages_pipe.download.records import Md5Mode, Reason, Source
 from openimages_pipe.download.resize import (
     ALLOWED_FORMATS,
     REDUCING_GAP,
@@ -20,7 +21,7 @@ from openimages_pipe.download.resize import (
     ResizeConfig,
     resize_image,
 )
-from openimages_pipe.download.verify import sniff
+from openimages_pipe.download.verify import Check, sniff
 from tests.fixtures.paths import SHARED_DATA
 
 CORPUS = SHARED_DATA / "image-corpus"
@@ -90,6 +91,21 @@ def test_each_corpus_file_is_stored_as_pillow_renders_it_or_refused(path: Path) 
     assert stored.mode == "RGB" and stored.size == (out.width, out.height)
     expected = expected.resize(stored.size, RESAMPLE, reducing_gap=REDUCING_GAP)
     assert coarse_difference(stored, expected) <= MAX_DIFFERENCE, path
+
+
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CORPUS)) for p in FILES])
+def test_a_copy_is_called_undersized_exactly_when_it_is_stored_smaller(path: Path) -> None:
+    """The worker's flag that sends fetch on to the next source (a thumbnail too small for the
+    target), on every corpus file as a thumbnail: it agrees with the stored image, orientation
+    series and odd formats included."""
+    thumbnail = Check(Source.THUMBNAIL, "http://127.0.0.1/t.jpg", Md5Mode.STRICT)
+    verdict, out = worker.check_and_resize("a", path.read_bytes(), thumbnail, None, CFG)
+    if verdict.reason is not Reason.OK:
+        assert not verdict.undersized
+        return
+    assert out is not None and out.jpeg is not None
+    stored = Image.open(io.BytesIO(out.jpeg)).size
+    assert verdict.undersized == (min(stored) < CFG.image_size), (path, stored)
 
 
 def test_the_tiff_orientation_series_is_turned_once() -> None:
